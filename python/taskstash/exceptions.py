@@ -11,3 +11,22 @@ class TaskstashError(Exception):
     `HashingError` is raised by the native key encoder and derives from `ValueError`: a value
     that cannot be hashed is a bad argument.
     """
+
+
+class SerializationError(TaskstashError):
+    """A result could not be serialized or deserialized by its task's serializer.
+
+    Raised, for example, by the `"json"` serializer for a value JSON cannot represent. The
+    original exception is chained as `__cause__`.
+    """
+
+
+class CacheCorruptedError(TaskstashError):
+    """Something the cache stored is damaged: a result file or the index."""
+
+
+class CorruptResultError(CacheCorruptedError):
+    """A result file is not a valid taskstash result (bad magic, version, length or checksum)."""
+
+
+__all__ += ["CacheCorruptedError", "CorruptResultError", "SerializationError"]

@@ -1,0 +1,251 @@
+"""Serializers: how a task's return value becomes the payload of a result file and back.
+
+Three are built in, chosen by name: `"cloudpickle"` (the default: functions, lambdas and classes
+defined in `__main__` too), `"pickle"` and `"json"`. Any object with `dumps` and `loads` works as
+well. The serializer's `name` is stored in the index and in each result file's header.
+
+cloudpickle is imported on the first `dumps`, never at import time; reading a cloudpickle payload
+needs only the standard `pickle` module.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import types
+from typing import Any, Final, Protocol
+
+from taskstash.exceptions import SerializationError
+
+__all__ = [
+    "PICKLE_PROTOCOL",
+    "CloudpickleSerializer",
+    "JSONSerializer",
+    "PickleSerializer",
+    "Serializer",
+    "SupportsDumpsLoads",
+    "resolve_serializer",
+]
+
+PICKLE_PROTOCOL: Final = 5
+"""The pickle protocol of the `"pickle"` and `"cloudpickle"` serializers, pinned so that a newer
+Python's default never changes what is written (protocol 5 reads back on every supported Python)."""
+
+
+class Serializer(Protocol):
+    """Turns values into bytes and back.
+
+    `name` is read-only here so that plain attributes, class attributes and properties all
+    satisfy the protocol.
+    """
+
+    @property
+    def name(self) -> str:
+        """Identifies the format; stored in the index and in the result file's header."""
+        ...
+
+    def dumps(self, value: object) -> bytes:
+        """Serializes `value`."""
+        ...
+
+    def loads(self, data: bytes | memoryview) -> object:
+        """Deserializes what `dumps` returned (possibly as a zero-copy memoryview)."""
+        ...
+
+
+class SupportsDumpsLoads(Protocol):
+    """What `resolve_serializer` accepts besides a name: any object with `dumps` and `loads`.
+
+    Its `loads` may accept only `bytes`: the adapter passes `bytes`. A module such as `pickle`
+    qualifies.
+    """
+
+    def dumps(self, value: Any, /) -> bytes:
+        """Serializes `value`."""
+        ...
+
+    def loads(self, data: bytes, /) -> Any:
+        """Deserializes what `dumps` returned."""
+        ...
+
+
+def _type_name(value: object) -> str:
+    cls = type(value)
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+class PickleSerializer:
+    """The standard `pickle` module, protocol pinned to `PICKLE_PROTOCOL`."""
+
+    name = "pickle"
+
+    def dumps(self, value: object) -> bytes:
+        """Pickles `value`.
+
+        Raises:
+            SerializationError: `value` cannot be pickled (a lock, a lambda, a local class...).
+        """
+        try:
+            return pickle.dumps(value, protocol=PICKLE_PROTOCOL)
+        except Exception as exc:
+            raise SerializationError(
+                f"cannot pickle a {_type_name(value)}: {exc}; "
+                "try result_serializer='cloudpickle' or persist_result=False"
+            ) from exc
+
+    def loads(self, data: bytes | memoryview) -> object:
+        """Unpickles `data` in place (no copy).
+
+        Raises:
+            SerializationError: The payload cannot be unpickled (for example its class moved).
+        """
+        try:
+            return pickle.loads(data)
+        except Exception as exc:
+            raise SerializationError(f"cannot unpickle the stored result: {exc}") from exc
+
+
+class CloudpickleSerializer(PickleSerializer):
+    """cloudpickle (by-value pickling of functions and `__main__` classes), protocol pinned."""
+
+    name = "cloudpickle"
+
+    def dumps(self, value: object) -> bytes:
+        """Pickles `value` with cloudpickle.
+
+        Raises:
+            SerializationError: `value` cannot be pickled even by cloudpickle (a lock, a file).
+        """
+        import cloudpickle  # Lazily: importing it costs ~10 ms and is not needed on a hit.
+
+        try:
+            result: bytes = cloudpickle.dumps(value, protocol=PICKLE_PROTOCOL)
+        except Exception as exc:
+            raise SerializationError(
+                f"cannot pickle a {_type_name(value)} with cloudpickle: {exc}; "
+                "return a picklable value or set persist_result=False"
+            ) from exc
+        return result
+
+    # loads is pickle.loads: a cloudpickle payload imports what it needs while it is read.
+
+
+class JSONSerializer:
+    """Standard JSON as UTF-8.
+
+    Only what JSON represents is accepted: `dict` (with `str`, `int`, `float`, `bool` or `None`
+    keys, which come back as strings, as in the `json` module), `list`, `tuple` (comes back as a
+    list), `str`, finite `int`/`float`, `bool` and `None`. NaN and infinities are refused, since
+    JSON has no spelling for them.
+    """
+
+    name = "json"
+
+    def dumps(self, value: object) -> bytes:
+        """Encodes `value` as compact UTF-8 JSON.
+
+        Raises:
+            SerializationError: `value` is not representable in JSON.
+        """
+        try:
+            text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise SerializationError(
+                f"the json serializer cannot store a {_type_name(value)}: {exc}; "
+                "use result_serializer='cloudpickle' for non-JSON values"
+            ) from exc
+        return text.encode()
+
+    def loads(self, data: bytes | memoryview) -> object:
+        """Decodes UTF-8 JSON.
+
+        Raises:
+            SerializationError: `data` is not UTF-8 JSON.
+        """
+        try:
+            return json.loads(str(data, "utf-8"))
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise SerializationError(f"the stored result is not valid JSON: {exc}") from exc
+
+
+class _CustomSerializer:
+    """Adapts a user object with `dumps`/`loads` to the `Serializer` protocol.
+
+    The user's `loads` receives `bytes` (many, like `json.loads`, refuse a memoryview), and
+    failures in either direction become `SerializationError` naming the serializer.
+    """
+
+    __slots__ = ("_dumps", "_loads", "name", "wrapped")
+
+    def __init__(self, wrapped: Any, name: str) -> None:
+        self.wrapped: object = wrapped
+        self.name = name
+        self._dumps = wrapped.dumps
+        self._loads = wrapped.loads
+
+    def dumps(self, value: object) -> bytes:
+        try:
+            data = self._dumps(value)
+        except Exception as exc:
+            raise SerializationError(
+                f"serializer {self.name!r} cannot serialize a {_type_name(value)}: {exc}"
+            ) from exc
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise SerializationError(
+                f"serializer {self.name!r}.dumps returned a {_type_name(data)}, not bytes"
+            )
+        return bytes(data)
+
+    def loads(self, data: bytes | memoryview) -> object:
+        try:
+            return self._loads(bytes(data))
+        except Exception as exc:
+            raise SerializationError(
+                f"serializer {self.name!r} cannot deserialize the stored result: {exc}"
+            ) from exc
+
+    def __repr__(self) -> str:
+        return f"<serializer {self.name!r} wrapping {self.wrapped!r}>"
+
+
+_BUILTIN: Final[dict[str, Serializer]] = {
+    s.name: s for s in (CloudpickleSerializer(), PickleSerializer(), JSONSerializer())
+}
+
+
+def resolve_serializer(spec: str | Serializer | SupportsDumpsLoads) -> Serializer:
+    """The serializer for a task's `result_serializer` option.
+
+    Args:
+        spec: `"cloudpickle"`, `"pickle"` or `"json"`; or any object with `dumps(value) -> bytes`
+            and `loads(bytes) -> value` methods (a module such as `pickle` works too). Its name
+            is its `name` attribute if that is a string, else its module's name for a module,
+            else the qualified name of its type.
+
+    Returns:
+        A shared built-in serializer, or an adapter around `spec`.
+
+    Raises:
+        ValueError: `spec` is a string naming no built-in serializer.
+        TypeError: `spec` has no callable `dumps` and `loads`.
+    """
+    if isinstance(spec, str):
+        try:
+            return _BUILTIN[spec]
+        except KeyError:
+            known = ", ".join(repr(n) for n in _BUILTIN)
+            raise ValueError(
+                f"unknown result serializer {spec!r}; use one of {known} "
+                "or an object with dumps() and loads() methods"
+            ) from None
+    if isinstance(spec, PickleSerializer | JSONSerializer | _CustomSerializer):
+        return spec
+    if not (callable(getattr(spec, "dumps", None)) and callable(getattr(spec, "loads", None))):
+        raise TypeError(
+            f"a result serializer must be a name ({', '.join(map(repr, _BUILTIN))}) or an object "
+            f"with dumps() and loads() methods, not a {_type_name(spec)}"
+        )
+    name = getattr(spec, "name", None)
+    if not isinstance(name, str) or not name:
+        name = spec.__name__ if isinstance(spec, types.ModuleType) else _type_name(spec)
+    return _CustomSerializer(spec, name)
