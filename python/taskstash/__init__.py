@@ -1,17 +1,38 @@
 """taskstash: cache the results of Python functions.
 
-Users import from here; everything below `taskstash._native` is private.
+    from taskstash import task, flow
+    from taskstash.cache_policies import INPUTS
+
+    @task(cache_policy=INPUTS)
+    def add_one(x: int) -> int:
+        return x + 1
+
+Users import from here and from `taskstash.cache_policies`; `taskstash._native` is private.
 """
 
+from taskstash import settings
 from taskstash._native import __version__
 from taskstash.exceptions import HashingError, TaskstashError
+from taskstash.flows import Flow, flow
 from taskstash.hashing import hash_bytes, hash_objects, register
+from taskstash.states import Cached, Completed, Failed, State
+from taskstash.tasks import Task, TaskstashWarning, task
 
 __all__ = [
+    "Cached",
+    "Completed",
+    "Failed",
+    "Flow",
     "HashingError",
+    "State",
+    "Task",
     "TaskstashError",
+    "TaskstashWarning",
     "__version__",
+    "flow",
     "hash_bytes",
     "hash_objects",
     "register",
+    "settings",
+    "task",
 ]

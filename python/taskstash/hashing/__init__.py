@@ -28,6 +28,7 @@ __all__ = [
     "Hasher",
     "HashingError",
     "hash_bytes",
+    "hash_named",
     "hash_objects",
     "register",
 ]
@@ -53,3 +54,12 @@ def hash_objects(*values: object, **named: object) -> str:
             the value sits (`config['lock']`) and `type_name` what it is.
     """
     return hash_key(values, named, reduce)
+
+
+def hash_named(values: dict[str, object]) -> str:
+    """`hash_objects(**values)`, without unpacking and repacking the dict (it is on hot paths).
+
+    Raises:
+        HashingError: A value has no canonical form.
+    """
+    return hash_key((), values, reduce)

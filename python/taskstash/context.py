@@ -1,0 +1,92 @@
+"""What is running now: the current flow run, and the task run a cache key is computed for."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+from taskstash.names import task_run_name
+
+__all__ = ["FlowRun", "TaskRun", "TaskRunContext", "current_flow_run", "inside_flow_run"]
+
+
+@dataclass(frozen=True)
+class FlowRun:
+    """One call of a flow."""
+
+    flow_name: str
+    name: str
+    parameters: dict[str, Any]
+    id: uuid.UUID = field(default_factory=uuid.uuid4)
+
+
+class TaskRun:
+    """One call of a task.
+
+    Its id and generated name are made only when something asks for them (logging, RUN_ID
+    outside a flow), which keeps them off the cache-hit path.
+    """
+
+    def __init__(self, task_name: str, flow_run_id: uuid.UUID | None) -> None:
+        self.task_name = task_name
+        self.flow_run_id = flow_run_id
+
+    @cached_property
+    def id(self) -> uuid.UUID:
+        """A unique id."""
+        return uuid.uuid4()
+
+    @cached_property
+    def name(self) -> str:
+        """`add_one-d85`: the task's name and three hex digits."""
+        return task_run_name(self.task_name)
+
+    def __repr__(self) -> str:
+        return f"TaskRun(name={self.name!r}, id={self.id}, flow_run_id={self.flow_run_id})"
+
+
+class TaskRunContext:
+    """What a cache policy or `cache_key_fn` sees of the call being keyed.
+
+    Attributes:
+        task: The `Task` being called.
+        task_run: This call: its id, generated name and flow run id.
+        parameters: The call's arguments bound to the function's parameters, defaults applied.
+        flow_run: The enclosing flow run, or None outside any flow.
+    """
+
+    __slots__ = ("flow_run", "parameters", "task", "task_run")
+
+    def __init__(
+        self, task: Any, task_run: TaskRun, parameters: dict[str, Any], flow_run: FlowRun | None
+    ) -> None:
+        self.task = task
+        self.task_run = task_run
+        self.parameters = parameters
+        self.flow_run = flow_run
+
+    def __repr__(self) -> str:
+        return f"TaskRunContext(task={self.task!r}, task_run={self.task_run!r})"
+
+
+_flow_run: ContextVar[FlowRun | None] = ContextVar("taskstash_flow_run", default=None)
+
+
+def current_flow_run() -> FlowRun | None:
+    """The flow run the caller is inside, if any."""
+    return _flow_run.get()
+
+
+@contextmanager
+def inside_flow_run(run: FlowRun) -> Iterator[FlowRun]:
+    """Makes `run` the current flow run for the duration of the block."""
+    token = _flow_run.set(run)
+    try:
+        yield run
+    finally:
+        _flow_run.reset(token)

@@ -1,0 +1,133 @@
+"""`@flow`: a function whose call is a flow run that the tasks called inside belong to.
+
+A flow run has a uuid, a generated `adjective-animal` name and its bound arguments; RUN_ID and
+FLOW_PARAMETERS key tasks by them. Its beginning and end are logged:
+
+    16:28:51.230 | INFO | Flow run 'outgoing-cicada' - Beginning flow run 'outgoing-cicada' ...
+    16:28:51.311 | INFO | Flow run 'outgoing-cicada' - Finished in state Completed()
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable, Coroutine
+from typing import Any, Generic, Literal, ParamSpec, TypeVar, overload
+
+from taskstash.context import FlowRun, inside_flow_run
+from taskstash.log import logger
+from taskstash.names import flow_run_name
+from taskstash.states import Completed, Failed, State
+
+__all__ = ["Flow", "flow"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+T = TypeVar("T")
+
+
+class Flow(Generic[P, R]):
+    """A function whose calls are flow runs. Call it like the function."""
+
+    __name__: str
+    __qualname__: str
+
+    def __init__(self, fn: Callable[P, R], *, name: str | None = None) -> None:
+        if not callable(fn):
+            raise TypeError(f"@flow needs a function, got {fn!r}")
+        self.fn = fn
+        functools.update_wrapper(self, fn)
+        self.name = name or getattr(fn, "__name__", "flow").replace("_", "-")
+        self.is_async = inspect.iscoroutinefunction(fn)
+        self.signature = inspect.signature(fn)
+
+    @overload
+    def __call__(  # type: ignore[valid-type]
+        self: Flow[P, Coroutine[Any, Any, T]],
+        *args: P.args,
+        return_state: Literal[True],
+        **kwargs: P.kwargs,
+    ) -> Coroutine[Any, Any, State[T]]: ...
+    @overload
+    def __call__(  # type: ignore[valid-type]
+        self, *args: P.args, return_state: Literal[True], **kwargs: P.kwargs
+    ) -> State[R]: ...
+    @overload
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R: ...
+    def __call__(  # type: ignore[misc]
+        self, *args: Any, return_state: bool = False, **kwargs: Any
+    ) -> Any:
+        """Runs the flow. With `return_state=True`, returns its `State` instead of its value."""
+        if self.is_async:
+            return self._run_async(args, kwargs, return_state)
+        run = self._begin(args, kwargs)
+        with inside_flow_run(run):
+            try:
+                value = self.fn(*args, **kwargs)
+            except Exception as exc:
+                state = self._end(run, Failed(exc))
+                if return_state:
+                    return state
+                raise
+        completed = self._end(run, Completed(value))
+        return completed if return_state else value
+
+    async def _run_async(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], return_state: bool
+    ) -> Any:
+        run = self._begin(args, kwargs)
+        with inside_flow_run(run):
+            try:
+                value = await self.fn(*args, **kwargs)  # type: ignore[misc]
+            except Exception as exc:
+                state = self._end(run, Failed(exc))
+                if return_state:
+                    return state
+                raise
+        completed = self._end(run, Completed(value))
+        return completed if return_state else value
+
+    def _begin(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> FlowRun:
+        try:
+            bound = self.signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise TypeError(f"{self.name}(): {exc}") from None
+        bound.apply_defaults()
+        run = FlowRun(flow_name=self.name, name=flow_run_name(), parameters=dict(bound.arguments))
+        logger.info(
+            "Flow run %r - Beginning flow run %r for flow %r", run.name, run.name, self.name
+        )
+        return run
+
+    def _end(self, run: FlowRun, state: State[Any]) -> State[Any]:
+        level = 40 if state.is_failed() else 20
+        logger.log(level, "Flow run %r - Finished in state %r", run.name, state)
+        return state
+
+    def __repr__(self) -> str:
+        return f"Flow({self.name!r})"
+
+
+@overload
+def flow(fn: Callable[P, R], /) -> Flow[P, R]: ...
+@overload
+def flow(*, name: str | None = None) -> Callable[[Callable[P, R]], Flow[P, R]]: ...
+def flow(
+    fn: Callable[P, R] | None = None, /, *, name: str | None = None
+) -> Flow[P, R] | Callable[[Callable[P, R]], Flow[P, R]]:
+    """Makes a function a flow: `@flow` or `@flow(name="my-flow")`.
+
+    Args:
+        fn: The function (when used as `@flow` without parentheses).
+        name: The flow's name in logs (default: the function's name with `-` for `_`).
+
+    Returns:
+        The flow, or a decorator that makes one.
+    """
+    if fn is not None:
+        return Flow(fn, name=name)
+
+    def decorate(function: Callable[P, R]) -> Flow[P, R]:
+        return Flow(function, name=name)
+
+    return decorate

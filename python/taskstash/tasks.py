@@ -1,0 +1,314 @@
+"""`@task`: a function whose calls are cached according to a cache policy.
+
+    @task(cache_policy=INPUTS)
+    def add_one(x: int) -> int:
+        return x + 1
+
+The `Task` object keeps the function's signature for type checkers, runs sync and `async def`
+functions, and offers `.fn`, `.with_options(...)` and calls with `return_state=True`. One call is
+carried out by `taskstash.task_runs`.
+"""
+
+from __future__ import annotations
+
+import datetime
+import functools
+import inspect
+import os
+import warnings
+from collections.abc import Callable, Coroutine
+from typing import Any, Generic, Literal, ParamSpec, TypeVar, cast, overload
+
+from taskstash import task_runs
+from taskstash.cache_policies import (
+    DEFAULT,
+    NO_CACHE,
+    CacheKeyFn,
+    CacheKeyFnPolicy,
+    CachePolicy,
+    keyed_by_run_id,
+)
+from taskstash.hashing.source import function_source_key
+from taskstash.states import State
+from taskstash.store.serializers import Serializer, resolve_serializer
+
+__all__ = ["Task", "TaskstashWarning", "task"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+T = TypeVar("T")
+
+
+class TaskstashWarning(UserWarning):
+    """A task is configured in a way that does not do what it seems to."""
+
+
+class _Unset:
+    """Marks an option the user did not give, as opposed to one given as None."""
+
+    def __repr__(self) -> str:
+        return "<unset>"
+
+
+UNSET: Any = _Unset()
+
+
+class Task(Generic[P, R]):
+    """A function with a cache. Call it like the function; see `task` for the options."""
+
+    __name__: str
+    __qualname__: str
+
+    def __init__(
+        self,
+        fn: Callable[P, R],
+        *,
+        name: str | None = None,
+        cache_policy: CachePolicy | None = UNSET,
+        cache_key_fn: CacheKeyFn | None = None,
+        cache_expiration: datetime.timedelta | None = None,
+        refresh_cache: bool | None = None,
+        persist_result: bool | None = None,
+        result_storage: str | os.PathLike[str] | Any | None = None,
+        result_storage_key: str | None = None,
+        result_serializer: str | Serializer | None = None,
+        cache_result_in_memory: bool = True,
+    ) -> None:
+        if not callable(fn):
+            raise TypeError(f"@task needs a function, got {fn!r}")
+        self.fn = fn
+        functools.update_wrapper(self, fn)
+        self.name: str = name or str(getattr(fn, "__name__", type(fn).__name__))
+        self.qualified_name = f"{fn.__module__}.{getattr(fn, '__qualname__', self.name)}"
+        self.is_async = inspect.iscoroutinefunction(fn)
+        self.signature = inspect.signature(fn)
+        self._binder = _Binder(self.signature)
+        self.source_key = function_source_key(fn)
+        self._options: dict[str, Any] = {
+            "name": name,
+            "cache_policy": cache_policy,
+            "cache_key_fn": cache_key_fn,
+            "cache_expiration": cache_expiration,
+            "refresh_cache": refresh_cache,
+            "persist_result": persist_result,
+            "result_storage": result_storage,
+            "result_storage_key": result_storage_key,
+            "result_serializer": result_serializer,
+            "cache_result_in_memory": cache_result_in_memory,
+        }
+        _check_options(self._options)
+        self.cache_policy = _effective_policy(cache_policy, cache_key_fn, persist_result)
+        self.keyed_by_run = keyed_by_run_id(self.cache_policy)
+        """Whether the key includes RUN_ID, which outside a flow makes every call unique."""
+        self.cache_expiration = cache_expiration
+        self.refresh_cache = refresh_cache
+        self.result_storage = result_storage
+        self.result_storage_key = result_storage_key
+        self.serializer = resolve_serializer(result_serializer or "cloudpickle")
+        self.cache_result_in_memory = cache_result_in_memory
+        self.warned: set[str] = set()
+        """Causes already warned about, so each is logged once per task, not once per call."""
+        self.resolved: tuple[object, Any, Any] | None = None
+        """(settings, store, storage) the calls use, resolved once per settings object."""
+
+    def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        """The call's arguments by parameter name, defaults applied.
+
+        Raises:
+            TypeError: The arguments do not fit the signature (Python's own message).
+        """
+        binder = self._binder
+        if binder.plain and not kwargs and len(args) == len(binder.names):
+            return dict(zip(binder.names, args))  # noqa: B905 - lengths are equal
+        return binder.bind(args, kwargs, self.name)
+
+    def with_options(self, **options: Any) -> Task[P, R]:
+        """A copy of this task with some options changed (same keyword arguments as `task`)."""
+        unknown = set(options) - set(self._options)
+        if unknown:
+            raise TypeError(f"unknown task option(s): {', '.join(sorted(unknown))}")
+        return Task(self.fn, **{**self._options, **options})
+
+    # Keyword-only `return_state` between `*args: P.args` and `**kwargs: P.kwargs` is outside
+    # PEP 612, so mypy flags these definitions; callers still get the right types from them.
+    @overload
+    def __call__(  # type: ignore[valid-type]
+        self: Task[P, Coroutine[Any, Any, T]],
+        *args: P.args,
+        return_state: Literal[True],
+        **kwargs: P.kwargs,
+    ) -> Coroutine[Any, Any, State[T]]: ...
+    @overload
+    def __call__(  # type: ignore[valid-type]
+        self, *args: P.args, return_state: Literal[True], **kwargs: P.kwargs
+    ) -> State[R]: ...
+    @overload
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R: ...
+    def __call__(  # type: ignore[misc]
+        self, *args: Any, return_state: bool = False, **kwargs: Any
+    ) -> Any:
+        """Runs the task, or returns its cached result.
+
+        With `return_state=True`, returns the run's `State` (`Completed`, `Cached` or `Failed`)
+        instead of its value, and does not raise the task's exception (`state.result()` does).
+        """
+        if self.is_async:
+            return task_runs.run_async(self, args, kwargs, return_state=return_state)
+        return task_runs.run(self, args, kwargs, return_state=return_state)
+
+    def __repr__(self) -> str:
+        return f"Task({self.qualified_name})"
+
+
+class _Binder:
+    """Binds arguments to parameters, fast for plain signatures.
+
+    `inspect.Signature.bind` costs over a microsecond; for functions whose parameters are all
+    positional-or-keyword (the usual case) this does the same in a fraction of that, and hands
+    anything else (or any mistake, for Python's exact error) to `Signature.bind`.
+    """
+
+    def __init__(self, signature: inspect.Signature) -> None:
+        self.signature = signature
+        parameters = signature.parameters.values()
+        self.plain = all(p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD for p in parameters)
+        self.names = tuple(signature.parameters)
+        self.defaults = {p.name: p.default for p in parameters if p.default is not p.empty}
+
+    def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any], name: str) -> dict[str, Any]:
+        names = self.names
+        if self.plain and len(args) <= len(names):
+            bound = dict(zip(names, args, strict=False))
+            if not kwargs and len(args) == len(names):
+                return bound
+            used = 0
+            for parameter in names[len(args) :]:
+                if parameter in kwargs:
+                    bound[parameter] = kwargs[parameter]
+                    used += 1
+                elif parameter in self.defaults:
+                    bound[parameter] = self.defaults[parameter]
+                else:
+                    break
+            else:
+                if used == len(kwargs):
+                    return bound
+        try:
+            full = self.signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise TypeError(f"{name}(): {exc}") from None
+        full.apply_defaults()
+        return full.arguments
+
+
+def _check_options(options: dict[str, Any]) -> None:
+    expiration = options["cache_expiration"]
+    if expiration is not None and not isinstance(expiration, datetime.timedelta):
+        raise TypeError(f"cache_expiration must be a datetime.timedelta, not {expiration!r}")
+    if expiration is not None and expiration.total_seconds() <= 0:
+        raise ValueError(f"cache_expiration must be positive, not {expiration}")
+    policy = options["cache_policy"]
+    if policy is not UNSET and policy is not None and not isinstance(policy, CachePolicy):
+        raise TypeError(f"cache_policy must be a CachePolicy, not {policy!r}")
+    key_fn = options["cache_key_fn"]
+    if key_fn is not None and not callable(key_fn):
+        raise TypeError(f"cache_key_fn must be callable, not {key_fn!r}")
+    for flag in ("refresh_cache", "persist_result"):
+        if options[flag] is not None and not isinstance(options[flag], bool):
+            raise TypeError(f"{flag} must be True, False or None, not {options[flag]!r}")
+    template = options["result_storage_key"]
+    if template is not None and not isinstance(template, str):
+        raise TypeError(f"result_storage_key must be a str template, not {template!r}")
+
+
+def _effective_policy(
+    cache_policy: CachePolicy | None,
+    cache_key_fn: CacheKeyFn | None,
+    persist_result: bool | None,
+) -> CachePolicy:
+    """Which policy keys the calls.
+
+    A key function beats a policy; a bare task does not cache; `persist_result=True` alone means
+    DEFAULT; `persist_result=False` turns caching off.
+    """
+    given = cache_policy is not UNSET and cache_policy is not None
+    if cache_key_fn is not None:
+        if given and cache_policy is not NO_CACHE:
+            warnings.warn(
+                "both cache_key_fn and cache_policy are given; cache_key_fn gives the key and "
+                "the policy is ignored",
+                TaskstashWarning,
+                stacklevel=4,
+            )
+        policy: CachePolicy = CacheKeyFnPolicy(cache_key_fn=cache_key_fn)
+    elif given:
+        policy = cast(CachePolicy, cache_policy)
+    elif persist_result:
+        policy = DEFAULT
+    else:
+        policy = NO_CACHE
+    if persist_result is False and policy is not NO_CACHE:
+        warnings.warn(
+            "persist_result=False turns caching off, so the cache policy is ignored",
+            TaskstashWarning,
+            stacklevel=4,
+        )
+        return NO_CACHE
+    return policy
+
+
+@overload
+def task(fn: Callable[P, R], /) -> Task[P, R]: ...
+@overload
+def task(
+    *,
+    name: str | None = None,
+    cache_policy: CachePolicy | None = UNSET,
+    cache_key_fn: CacheKeyFn | None = None,
+    cache_expiration: datetime.timedelta | None = None,
+    refresh_cache: bool | None = None,
+    persist_result: bool | None = None,
+    result_storage: str | os.PathLike[str] | Any | None = None,
+    result_storage_key: str | None = None,
+    result_serializer: str | Serializer | None = None,
+    cache_result_in_memory: bool = True,
+) -> Callable[[Callable[P, R]], Task[P, R]]: ...
+def task(
+    fn: Callable[P, R] | None = None, /, **options: Any
+) -> Task[P, R] | Callable[[Callable[P, R]], Task[P, R]]:
+    """Makes a function a task: `@task` or `@task(...)`.
+
+    A bare `@task` does not cache. A cache policy, a key function or `persist_result=True` turns
+    caching on.
+
+    Args:
+        fn: The function (when used as `@task` without parentheses).
+        **options: Any of:
+            name: The task's name in logs and in the index (default: the function's name).
+            cache_policy: What the cache key is made of (`taskstash.cache_policies`).
+            cache_key_fn: `f(context, parameters) -> str | None` giving the key itself; it takes
+                precedence over `cache_policy`. None means "do not cache this call".
+            cache_expiration: How long a record stays valid (`datetime.timedelta`).
+            refresh_cache: True always runs and overwrites the record; None follows
+                `TASKSTASH_TASKS_REFRESH_CACHE`; False reads records even when that is set.
+            persist_result: True caches with DEFAULT when no policy is given; False turns
+                caching off.
+            result_storage: Where result files go: a path, an fsspec URL (`s3://bucket/prefix`,
+                `memory://x`) or an fsspec filesystem (default `TASKSTASH_LOCAL_STORAGE_PATH`).
+            result_storage_key: A file name template under the storage, such as
+                `"{parameters[x]}-bar"` (fields: `parameters`, `task_run`, `flow_run`).
+            result_serializer: `"cloudpickle"` (default), `"pickle"`, `"json"`, or an object
+                with `dumps`/`loads`.
+            cache_result_in_memory: Keep results in this process too, so repeated hits skip
+                the index and files (default True).
+
+    Returns:
+        The task, or a decorator that makes one.
+    """
+    if fn is not None:
+        return Task(fn, **options)
+
+    def decorate(function: Callable[P, R]) -> Task[P, R]:
+        return Task(function, **options)
+
+    return decorate
