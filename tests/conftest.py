@@ -1,15 +1,43 @@
 """Shared test configuration.
 
 Hypothesis profiles: `fast` (default, for local runs) and `ci` (more examples); choose with
-`HYPOTHESIS_PROFILE=ci`.
+`HYPOTHESIS_PROFILE=ci`. Every test runs with its own TASKSTASH_HOME.
 """
 
 import os
+from collections.abc import Iterator
+from pathlib import Path
 
-from hypothesis import HealthCheck, settings
+import hypothesis
+import pytest
 
-settings.register_profile("fast", max_examples=100, deadline=None)
-settings.register_profile(
-    "ci", max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+from taskstash import settings
+from taskstash.task_runs import memory_layer
+
+hypothesis.settings.register_profile("fast", max_examples=100, deadline=None)
+hypothesis.settings.register_profile(
+    "ci",
+    max_examples=400,
+    deadline=None,
+    suppress_health_check=[hypothesis.HealthCheck.too_slow],
 )
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "fast"))
+hypothesis.settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "fast"))
+
+
+@pytest.fixture(autouse=True)
+def taskstash_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Every test gets its own cache home (index and storage), and the in-process memory layer
+    starts empty."""
+    home = tmp_path / "taskstash-home"
+    monkeypatch.setenv("TASKSTASH_HOME", str(home))
+    for name in (
+        "TASKSTASH_LOCAL_STORAGE_PATH",
+        "TASKSTASH_INDEX_PATH",
+        "TASKSTASH_TASKS_REFRESH_CACHE",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    settings.reload()
+    memory_layer.clear()
+    yield home
+    memory_layer.clear()
+    settings.reload()

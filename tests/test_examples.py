@@ -1,23 +1,25 @@
-"""Every example runs and prints what it promises."""
+"""Every example runs and prints what it promises (each in a fresh TASKSTASH_HOME)."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 EXAMPLES = Path(__file__).parent.parent / "examples"
 
 
-def run_example(name: str) -> list[str]:
-    result = subprocess.run(
+def run_example(name: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
         [sys.executable, str(EXAMPLES / name)],
         capture_output=True,
         text=True,
         check=True,
         timeout=120,
     )
-    return result.stdout.splitlines()
 
 
 def keys_by_label(lines: list[str]) -> dict[str, str]:
@@ -25,7 +27,7 @@ def keys_by_label(lines: list[str]) -> dict[str, str]:
 
 
 def test_hashing_demo() -> None:
-    lines = run_example("hashing_demo.py")
+    lines = run_example("hashing_demo.py").stdout.splitlines()
     keys = keys_by_label(lines[:-1])
     assert len({keys["1"], keys["1.0"], keys["True"]}) == 3
     assert keys["(1, 2)"] != keys["[1, 2]"]
@@ -33,3 +35,44 @@ def test_hashing_demo() -> None:
     assert keys["{'x', 'y', 'z'}"] == keys["{'z', 'y', 'x'}"]
     assert keys["Job('etl', ['a.csv'])"] != keys["Job('etl', ['b.csv'])"]
     assert lines[-1].startswith("  HashingError: config['lock']: _thread.lock cannot be hashed")
+
+
+def test_flow_quickstart_logs_like_the_seed() -> None:
+    log = run_example("flow_quickstart.py").stderr
+    body = [line.split(" | ", 2)[2] for line in log.splitlines()]
+    assert re.fullmatch(
+        r"Flow run '(\w+-\w+)' - Beginning flow run '\1' for flow 'my-flow'", body[0]
+    )
+    assert [re.sub(r"add_one-[0-9a-f]{3}", "add_one-x", line) for line in body[1:4]] == [
+        "Task run 'add_one-x' - Finished in state Completed()",
+        "Task run 'add_one-x' - Finished in state Cached(type=COMPLETED)",
+        "Task run 'add_one-x' - Finished in state Completed()",
+    ]
+    assert body[4].endswith("- Finished in state Completed()")
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("cache_on_inputs.py", "sleeping\nx=1 -> 2\nx=1 -> 2\nsleeping\nx=2 -> 3\n"),
+        (
+            "cache_on_subset_of_inputs.py",
+            "sleeping\nx=1 -> 2\nx=1, debug=True -> 2\nx=1, debug=False -> 2\n",
+        ),
+        ("cache_expiration.py", "sleeping\nx=1 -> 2\nx=1 -> 2\nsleeping\nx=1 -> 2\n"),
+        ("refresh_cache.py", "two calls, two values: True\n"),
+        (
+            "refresh_cache_setting.py",
+            "refresh_cache=False reads its record: True\nrefresh_cache unset is refreshed: True\n",
+        ),
+        (
+            "multiple_criteria.py",
+            "my_task(1) -> 2 (ran)\nmy_task(1) -> 2 (cached)\nmy_task(2) -> 3 (ran)\n",
+        ),
+        ("shared_storage.py", "computing in process parent\nresult: 43\nresult: 43\n"),
+    ],
+)
+def test_seed_examples_print_what_ran_and_what_was_cached(name: str, expected: str) -> None:
+    result = run_example(name)
+    assert result.stdout == expected
+    assert result.stderr == ""
