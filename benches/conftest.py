@@ -5,9 +5,15 @@ The size of the large inputs depends on the mode: 256 MiB when the benchmarks ar
 each benchmark body runs once untimed and only has to prove the hashers still work.
 """
 
+from collections.abc import Iterator
+from pathlib import Path
+
 import numpy as np
 import numpy.typing as npt
 import pytest
+
+from taskstash import settings
+from taskstash.task_runs import memory_layer
 
 MIB = 1 << 20
 MEASURED_SIZE = 256 * MIB
@@ -39,3 +45,17 @@ def big_bytes(size: int) -> bytes:
 def big_array(size: int) -> npt.NDArray[np.float64]:
     """A C-contiguous float64 array of `size` bytes."""
     return np.random.default_rng(2).random(size // 8)
+
+
+@pytest.fixture(autouse=True)
+def taskstash_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Each benchmark gets its own cache home, so none measures another's records."""
+    home = tmp_path / "taskstash-home"
+    monkeypatch.setenv("TASKSTASH_HOME", str(home))
+    for name in ("TASKSTASH_LOCAL_STORAGE_PATH", "TASKSTASH_INDEX_PATH"):
+        monkeypatch.delenv(name, raising=False)
+    settings.reload()
+    memory_layer.clear()
+    yield home
+    memory_layer.clear()
+    settings.reload()

@@ -29,7 +29,7 @@ import hashlib
 import json
 import re
 from collections.abc import Callable
-from typing import Any, ParamSpec, Protocol, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import cloudpickle
 import joblib
@@ -38,6 +38,7 @@ import numpy.typing as npt
 import pandas as pd
 import pytest
 import xxhash
+from bench_support import Benchmark
 
 import taskstash
 
@@ -46,24 +47,6 @@ R = TypeVar("R")
 
 MIB = 1 << 20
 ROUNDS = 7
-
-
-class Benchmark(Protocol):
-    """The parts of pytest-benchmark's `benchmark` fixture used here."""
-
-    disabled: bool
-
-    def __call__(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R: ...
-
-    def pedantic(
-        self,
-        target: Callable[..., R],
-        args: tuple[object, ...] = (),
-        *,
-        rounds: int = 1,
-        iterations: int = 1,
-        warmup_rounds: int = 0,
-    ) -> R: ...
 
 
 def prefect_style_hash(value: object) -> str:
