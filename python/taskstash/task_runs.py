@@ -8,6 +8,7 @@ storage that cannot be written) still returns its value, and says why once per t
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -31,12 +32,16 @@ from taskstash.store import (
     resolve_serializer,
     resolve_storage,
 )
-from taskstash.store.memory import MemoryLayer
+from taskstash.store.memory import MISSING, MemoryLayer
 
 if TYPE_CHECKING:
     from taskstash.tasks import Task
 
-__all__ = ["memory_layer", "run", "run_async"]
+__all__ = ["memory_layer", "run", "run_async", "start"]
+
+# Inside a flow every task run is reported, as a flow's log; outside one a task is just a cached
+# function call, reported only at DEBUG.
+_INFO, _DEBUG, _ERROR = logging.INFO, logging.DEBUG, logging.ERROR
 
 memory_layer = MemoryLayer()
 """Results kept in this process for tasks with `cache_result_in_memory=True`."""
@@ -66,26 +71,21 @@ class _Destination:
     location: str
 
 
-def run(
-    task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any], *, return_state: bool
-) -> Any:
-    """Carries out one call of a sync task."""
-    hit, outcome = _start(task, args, kwargs)
-    if hit:
-        return Cached(outcome) if return_state else outcome
+def run(task: Task[Any, Any], call: _Call, return_state: bool) -> Any:
+    """Runs a sync task's body for a call `start` did not answer from the cache."""
     started = time.perf_counter()
     try:
-        value = task.fn(*args, **kwargs)
+        value = task.fn(*call.args, **call.kwargs)
     except Exception as exc:
-        return _failed(outcome, exc, return_state)
-    return _completed(outcome, value, time.perf_counter() - started, return_state)
+        return _failed(call, exc, return_state)
+    return _completed(call, value, time.perf_counter() - started, return_state)
 
 
 async def run_async(
     task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any], *, return_state: bool
 ) -> Any:
     """Carries out one call of an `async def` task."""
-    hit, outcome = _start(task, args, kwargs)
+    hit, outcome = start(task, args, kwargs)
     if hit:
         return Cached(outcome) if return_state else outcome
     started = time.perf_counter()
@@ -96,7 +96,7 @@ async def run_async(
     return _completed(outcome, value, time.perf_counter() - started, return_state)
 
 
-def _start(task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[bool, Any]:
+def start(task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[bool, Any]:
     """Binds the call and answers it from the cache if possible.
 
     Returns `(True, value)` for a hit, `(False, call)` for a call to run. This is the hot path:
@@ -113,45 +113,45 @@ def _start(task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]) 
         return False, _Call(task, args, kwargs, parameters, flow_run, task_run, None)
     key, components = keyed
     now = time.time()
+    current = settings.current()
     refresh = task.refresh_cache
     if refresh is None:
-        refresh = settings.current().tasks_refresh_cache
-    store, storage = _resolve(task)
+        refresh = current.tasks_refresh_cache
+    resolved = task.resolved
+    if resolved is None or resolved[0] is not current:
+        resolved = _resolve(task, current)
+    store, storage = resolved[1], resolved[2]
     if not refresh:
         memory_key = (store, key)
-        if task.cache_result_in_memory:
-            found, value = memory_layer.get(memory_key, now)
-            if found:
-                store.note_hit(key, now)
-                _log_hit(task_run, flow_run)
-                return True, value
-        fetched = store.fetch(key, now, storage)
-        if fetched is not None:
-            payload, serializer_name, expires_at = fetched
-            found, value = _decode(task, key, payload, serializer_name)
-            if found:
-                store.note_hit(key, now)
-                if task.cache_result_in_memory:
+        value = memory_layer.get(memory_key, now) if task.cache_result_in_memory else MISSING
+        if value is MISSING:
+            fetched = store.fetch(key, now, storage)
+            if fetched is not None:
+                payload, serializer_name, expires_at = fetched
+                value = _decode(task, key, payload, serializer_name)
+                if value is not MISSING and task.cache_result_in_memory:
                     memory_layer.put(memory_key, value, expires_at)
+        if value is not MISSING:
+            store.note_hit(key, now)
+            if logger.isEnabledFor(_INFO if flow_run is not None else _DEBUG):
                 _log_hit(task_run, flow_run)
-                return True, value
+            return True, value
     call = _Call(task, args, kwargs, parameters, flow_run, task_run, None)
     call.record = _Destination(key, dict(components), store, storage, _location(call, key))
     return False, call
 
 
-def _resolve(task: Task[Any, Any]) -> tuple[Store, ResultStorage]:
-    """The task's index and storage, resolved once per settings object.
+def _resolve(
+    task: Task[Any, Any], current: settings.Settings
+) -> tuple[object, Store, ResultStorage]:
+    """The task's index and storage under `current` settings, kept on the task.
 
     `settings.reload()` makes a new settings object, so a changed environment is picked up.
     """
-    current = settings.current()
-    resolved = task.resolved
-    if resolved is None or resolved[0] is not current:
-        store = open_store(_index_path(task))
-        storage = resolve_storage(task.result_storage, current.local_storage_path)
-        resolved = task.resolved = (current, store, storage)
-    return resolved[1], resolved[2]
+    store = open_store(_index_path(task))
+    storage = resolve_storage(task.result_storage, current.local_storage_path)
+    task.resolved = (current, store, storage)
+    return task.resolved
 
 
 def _key(
@@ -177,16 +177,15 @@ def _key(
     return hash_objects("task", task.qualified_name, components), components
 
 
-def _decode(
-    task: Task[Any, Any], key: str, payload: memoryview, serializer_name: str
-) -> tuple[bool, object]:
+def _decode(task: Task[Any, Any], key: str, payload: memoryview, serializer_name: str) -> object:
+    """The stored value, or MISSING if it cannot be deserialized (warned once per task)."""
     try:
         serializer = (
             task.serializer
             if serializer_name == task.serializer.name
             else resolve_serializer(serializer_name)
         )
-        return True, serializer.loads(payload)
+        return serializer.loads(payload)
     except Exception as exc:
         _warn_once(
             task,
@@ -194,7 +193,7 @@ def _decode(
             f"the cached result with key {key} could not be deserialized "
             f"({type(exc).__name__}: {exc}); running the task again",
         )
-        return False, None
+        return MISSING
 
 
 def _location(call: _Call, key: str) -> str:
@@ -274,9 +273,8 @@ def _store(call: _Call, destination: _Destination, value: Any, compute_seconds: 
 
 
 def _log_hit(task_run: TaskRun, flow_run: FlowRun | None) -> None:
-    level = 20 if flow_run is not None else 10
-    if logger.isEnabledFor(level):
-        logger.log(level, "Task run %r - Finished in state Cached(type=COMPLETED)", task_run.name)
+    level = _INFO if flow_run is not None else _DEBUG
+    logger.log(level, "Task run %r - Finished in state Cached(type=COMPLETED)", task_run.name)
 
 
 def _failed(call: _Call, exc: Exception, return_state: bool) -> Failed[Any]:
@@ -289,11 +287,9 @@ def _failed(call: _Call, exc: Exception, return_state: bool) -> Failed[Any]:
 
 
 def _log_finished(call: _Call, state: State[Any]) -> None:
-    # Inside a flow every task run is reported, as a flow's log; outside one a task is just a
-    # cached function call, reported only at DEBUG.
-    level = 20 if call.flow_run is not None else 10
+    level = _INFO if call.flow_run is not None else _DEBUG
     if isinstance(state, Failed) and call.flow_run is not None:
-        level = 40
+        level = _ERROR
     if logger.isEnabledFor(level):
         logger.log(level, "Task run %r - Finished in state %r", call.task_run.name, state)
 

@@ -29,7 +29,7 @@ from taskstash.cache_policies import (
     keyed_by_run_id,
 )
 from taskstash.hashing.source import function_source_key
-from taskstash.states import State
+from taskstash.states import Cached, State
 from taskstash.store.serializers import Serializer, resolve_serializer
 
 __all__ = ["Task", "TaskstashWarning", "task"]
@@ -154,7 +154,11 @@ class Task(Generic[P, R]):
         """
         if self.is_async:
             return task_runs.run_async(self, args, kwargs, return_state=return_state)
-        return task_runs.run(self, args, kwargs, return_state=return_state)
+        # A hit is answered here, a frame shallower than a run: hits are the hot path.
+        hit, outcome = task_runs.start(self, args, kwargs)
+        if hit:
+            return Cached(outcome) if return_state else outcome
+        return task_runs.run(self, outcome, return_state)
 
     def __repr__(self) -> str:
         return f"Task({self.qualified_name})"

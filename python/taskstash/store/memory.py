@@ -10,7 +10,10 @@ import threading
 from collections import OrderedDict
 from collections.abc import Hashable
 
-__all__ = ["MemoryLayer"]
+__all__ = ["MISSING", "MemoryLayer"]
+
+MISSING: object = object()
+"""What `MemoryLayer.get` returns for a key it does not hold (None is a valid value)."""
 
 
 class MemoryLayer:
@@ -23,18 +26,18 @@ class MemoryLayer:
         self._entries: OrderedDict[Hashable, tuple[object, float | None]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key: Hashable, now: float) -> tuple[bool, object]:
-        """`(True, value)` for a live entry, else `(False, None)` (an expired one is dropped)."""
+    def get(self, key: Hashable, now: float) -> object:
+        """The value of a live entry, else `MISSING` (an expired entry is dropped)."""
         with self._lock:
             entry = self._entries.get(key)
             if entry is None:
-                return False, None
+                return MISSING
             value, expires_at = entry
             if expires_at is not None and expires_at <= now:
                 del self._entries[key]
-                return False, None
+                return MISSING
             self._entries.move_to_end(key)
-            return True, value
+            return value
 
     def put(self, key: Hashable, value: object, expires_at: float | None) -> None:
         """Keeps `value` until `expires_at` (None: no expiry), evicting the least recently used."""

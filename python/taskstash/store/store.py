@@ -258,22 +258,21 @@ class Store:
         A batch is flushed after `HIT_FLUSH_COUNT` hits, on the first hit `HIT_FLUSH_SECONDS`
         or more after the oldest pending one, by `close()`, and at interpreter exit.
         """
-        with self._lock:
-            if not self._pending:
-                self._batch_start = now
-            entry = self._hits.get(key)
+        with self._lock:  # on every hit: kept to a few dict and attribute operations
+            hits = self._hits
+            entry = hits.get(key)
             if entry is None:
-                self._hits[key] = [1, now]
+                if not hits:
+                    self._batch_start = now
+                hits[key] = [1, now]
             else:
                 entry[0] += 1
                 if now > entry[1]:
                     entry[1] = now
-            self._pending += 1
-            due = (
-                self._pending >= HIT_FLUSH_COUNT
-                or abs(now - self._batch_start) >= HIT_FLUSH_SECONDS  # abs: clocks step back
-            )
-        if due:
+            pending = self._pending = self._pending + 1
+            age = now - self._batch_start
+        # Either way round: the wall clock may step back.
+        if pending >= HIT_FLUSH_COUNT or not -HIT_FLUSH_SECONDS < age < HIT_FLUSH_SECONDS:
             self._flush_quietly()
 
     def flush_hits(self) -> None:
