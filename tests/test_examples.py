@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -12,13 +13,14 @@ import pytest
 EXAMPLES = Path(__file__).parent.parent / "examples"
 
 
-def run_example(name: str) -> subprocess.CompletedProcess[str]:
+def run_example(name: str, **environment: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, str(EXAMPLES / name)],
         capture_output=True,
         text=True,
         check=True,
         timeout=120,
+        env={**os.environ, **environment},
     )
 
 
@@ -49,6 +51,10 @@ def test_flow_quickstart_logs_like_the_seed() -> None:
         "Task run 'add_one-x' - Finished in state Completed()",
     ]
     assert body[4].endswith("- Finished in state Completed()")
+
+
+def test_the_logging_level_setting_silences_the_flow_log() -> None:
+    assert run_example("flow_quickstart.py", TASKSTASH_LOGGING_LEVEL="WARNING").stderr == ""
 
 
 @pytest.mark.parametrize(

@@ -1,8 +1,9 @@
 """The key of a function's code, for the TASK_SOURCE cache policy.
 
-The source is captured when the function is decorated and normalised to its token stream: comments,
-blank lines, spacing, line breaks inside brackets and the decorators above the `def` do not change
-the key; any change to a name, operator, literal (docstrings included) or indentation does. Values
+The source is captured when the function is decorated and normalised to its syntax tree: comments,
+blank lines, spacing, line breaks, redundant parentheses, trailing commas and the decorators above
+the `def` do not change the key; any change to a name, operator, literal (docstrings included) or
+the structure of the code does. Values
 the function closes over are part of the key, so tasks made by one factory with different
 arguments never share records. A function whose source cannot be read (defined in a REPL or by
 `exec`) is keyed by its code object instead: bytecode, constants and names, which are the same in
@@ -11,20 +12,17 @@ every process of one Python version.
 
 from __future__ import annotations
 
+import ast
 import inspect
-import io
 import textwrap
-import tokenize
 import types
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from taskstash._native import HashingError
 from taskstash.hashing import hash_objects
 
 __all__ = ["function_source_key", "normalise_source"]
-
-_SKIPPED_TOKENS = {tokenize.COMMENT, tokenize.NL, tokenize.ENCODING, tokenize.ENDMARKER}
 
 
 def function_source_key(function: Callable[..., Any]) -> str:
@@ -35,14 +33,25 @@ def function_source_key(function: Callable[..., Any]) -> str:
 
 
 def normalise_source(source: str) -> str:
-    """The token stream of a function definition, without its decorators.
+    """A canonical text of a function definition's syntax tree, without its decorators.
+
+    Parsing discards comments, blank lines, spacing, line breaks, redundant parentheses and
+    trailing commas. Fields that are empty or None are left out, so the fields newer Pythons
+    add to the tree (empty for code that does not use the new syntax) do not change the text.
 
     Raises:
-        SyntaxError: `source` does not tokenize (e.g. a lambda cut out of a longer line).
+        SyntaxError: `source` does not parse (e.g. a lambda cut out of a longer line).
     """
-    tokens = list(_significant_tokens(textwrap.dedent(source)))
-    start = _definition_start(tokens)
-    return " ".join(_token_text(token) for token in tokens[start:])
+    tree = ast.parse(textwrap.dedent(source))
+    definitions = [
+        node
+        for node in tree.body
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
+    ]
+    if len(definitions) == 1:  # a def statement: its decorators are configuration, not code
+        definitions[0].decorator_list = []
+        return _node_text(definitions[0])
+    return _node_text(tree)  # a lambda: the statement around it
 
 
 def _normalised_source(function: Callable[..., Any]) -> str | None:
@@ -52,34 +61,25 @@ def _normalised_source(function: Callable[..., Any]) -> str | None:
         return None
     try:
         return normalise_source(source)
-    except (SyntaxError, tokenize.TokenError):
+    except (SyntaxError, ValueError):
         return None
 
 
-def _significant_tokens(source: str) -> Iterator[tokenize.TokenInfo]:
-    for token in tokenize.generate_tokens(io.StringIO(source).readline):
-        if token.type not in _SKIPPED_TOKENS:
-            yield token
+def _node_text(node: ast.AST) -> str:
+    fields = [
+        f"{name}={_value_text(value)}"
+        for name, value in ast.iter_fields(node)
+        if name != "ctx" and value is not None and value != []
+    ]
+    return f"{type(node).__name__}({', '.join(fields)})"
 
 
-def _definition_start(tokens: list[tokenize.TokenInfo]) -> int:
-    """Index of the `def` (or `async def`) that follows the decorators, or 0."""
-    for index, token in enumerate(tokens):
-        if token.type == tokenize.NAME and token.string == "def":
-            before = tokens[index - 1] if index else None
-            is_async = before is not None and before.string == "async"
-            return index - 1 if is_async else index
-    return 0  # a lambda: no decorators to strip
-
-
-def _token_text(token: tokenize.TokenInfo) -> str:
-    if token.type == tokenize.INDENT:
-        return "<indent>"
-    if token.type == tokenize.DEDENT:
-        return "<dedent>"
-    if token.type == tokenize.NEWLINE:
-        return "<newline>"
-    return token.string
+def _value_text(value: object) -> str:
+    if isinstance(value, ast.AST):
+        return _node_text(value)
+    if isinstance(value, list):
+        return f"[{', '.join(_value_text(item) for item in value)}]"
+    return repr(value)  # identifiers and constants: str, bytes, numbers, None, Ellipsis
 
 
 def _code_fingerprint(code: types.CodeType) -> object:
