@@ -11,11 +11,11 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, assert_type
 
 import pytest
 
-from taskstash import Cached, Completed, Failed, flow, settings, task
+from taskstash import Cached, Completed, Failed, State, flow, settings, task
 from taskstash.cache_policies import DEFAULT, INPUTS, NO_CACHE, TASK_SOURCE
 from taskstash.context import TaskRunContext
 from taskstash.tasks import TaskstashWarning
@@ -506,3 +506,20 @@ def test_serializers_round_trip_results(serializer: Any, taskstash_home: Path) -
     if isinstance(serializer, Upper):
         (path,) = result_files(taskstash_home)
         assert b'UP{"x": [1, 1]}' in path.read_bytes()
+
+
+def test_type_checkers_see_the_functions_types() -> None:
+    # mypy checks these lines (the tests are type-checked); at run time they are plain calls.
+    @task(cache_policy=INPUTS)
+    def f(x: int) -> int:
+        return x
+
+    @task(cache_policy=INPUTS)
+    async def g(x: int) -> str:
+        return str(x)
+
+    assert_type(f(1), int)
+    assert_type(f(1, return_state=True), State[int])
+    assert_type(list(map(f, [1, 2])), list[int])
+    assert_type(asyncio.run(g(1)), str)
+    assert_type(asyncio.run(g(1, return_state=True)), State[str])

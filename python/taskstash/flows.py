@@ -42,6 +42,8 @@ class Flow(Generic[P, R]):
         self.signature = inspect.signature(fn)
 
     @overload
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R: ...
+    @overload
     def __call__(  # type: ignore[valid-type]
         self: Flow[P, Coroutine[Any, Any, T]],
         *args: P.args,
@@ -52,8 +54,6 @@ class Flow(Generic[P, R]):
     def __call__(  # type: ignore[valid-type]
         self, *args: P.args, return_state: Literal[True], **kwargs: P.kwargs
     ) -> State[R]: ...
-    @overload
-    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R: ...
     def __call__(  # type: ignore[misc]
         self, *args: Any, return_state: bool = False, **kwargs: Any
     ) -> Any:

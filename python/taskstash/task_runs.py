@@ -20,6 +20,7 @@ from taskstash.cache_policies import CacheKeyFnPolicy
 from taskstash.context import FlowRun, TaskRun, TaskRunContext, current_flow_run
 from taskstash.exceptions import HashingError
 from taskstash.hashing import hash_bytes, hash_objects
+from taskstash.locking import LockManager, SQLiteLockManager
 from taskstash.log import logger
 from taskstash.states import Cached, Completed, Failed, State
 from taskstash.store import (
@@ -58,6 +59,9 @@ class _Call:
     flow_run: FlowRun | None
     task_run: TaskRun
     record: _Destination | None
+    refresh: bool = False
+    lock: LockManager | None = None
+    """The lock manager of a SERIALIZABLE call: take the key's lock before running."""
 
 
 @dataclass(slots=True)
@@ -73,6 +77,21 @@ class _Destination:
 
 def run(task: Task[Any, Any], call: _Call, return_state: bool) -> Any:
     """Runs a sync task's body for a call `start` did not answer from the cache."""
+    if call.lock is None:
+        return _run_body(task, call, return_state)
+    key, holder = _lock_of(call)
+    call.lock.acquire_lock(key, holder)
+    try:
+        # Whoever held the lock before may have stored the result meanwhile.
+        value = _look_again(call)
+        if value is not MISSING:
+            return Cached(value) if return_state else value
+        return _run_body(task, call, return_state)
+    finally:
+        call.lock.release_lock(key, holder)
+
+
+def _run_body(task: Task[Any, Any], call: _Call, return_state: bool) -> Any:
     started = time.perf_counter()
     try:
         value = task.fn(*call.args, **call.kwargs)
@@ -85,15 +104,50 @@ async def run_async(
     task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any], *, return_state: bool
 ) -> Any:
     """Carries out one call of an `async def` task."""
-    hit, outcome = start(task, args, kwargs)
+    hit, call = start(task, args, kwargs)
     if hit:
-        return Cached(outcome) if return_state else outcome
+        return Cached(call) if return_state else call
+    if call.lock is None:
+        return await _run_async_body(task, call, return_state)
+    key, holder = _lock_of(call)
+    await call.lock.aacquire_lock(key, holder)
+    try:
+        value = _look_again(call)
+        if value is not MISSING:
+            return Cached(value) if return_state else value
+        return await _run_async_body(task, call, return_state)
+    finally:
+        call.lock.release_lock(key, holder)
+
+
+async def _run_async_body(task: Task[Any, Any], call: _Call, return_state: bool) -> Any:
     started = time.perf_counter()
     try:
-        value = await task.fn(*args, **kwargs)
+        value = await task.fn(*call.args, **call.kwargs)
     except Exception as exc:
-        return _failed(outcome, exc, return_state)
-    return _completed(outcome, value, time.perf_counter() - started, return_state)
+        return _failed(call, exc, return_state)
+    return _completed(call, value, time.perf_counter() - started, return_state)
+
+
+def _lock_of(call: _Call) -> tuple[str, str]:
+    """The key to lock and the holder's name (unique to this task run)."""
+    assert call.record is not None  # a call with a lock has a key
+    return call.record.key, f"task-run:{call.task_run.id}"
+
+
+def _look_again(call: _Call) -> object:
+    """The stored value for a call that missed before it got its lock, or MISSING."""
+    destination = call.record
+    if destination is None or call.refresh:
+        return MISSING
+    return _find(
+        call.task,
+        destination.store,
+        destination.storage,
+        destination.key,
+        call.task_run,
+        call.flow_run,
+    )
 
 
 def start(task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[bool, Any]:
@@ -112,7 +166,6 @@ def start(task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -
     if keyed is None:
         return False, _Call(task, args, kwargs, parameters, flow_run, task_run, None)
     key, components = keyed
-    now = time.time()
     current = settings.current()
     refresh = task.refresh_cache
     if refresh is None:
@@ -122,23 +175,56 @@ def start(task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -
         resolved = _resolve(task, current)
     store, storage = resolved[1], resolved[2]
     if not refresh:
-        memory_key = (store, key)
-        value = memory_layer.get(memory_key, now) if task.cache_result_in_memory else MISSING
-        if value is MISSING:
-            fetched = store.fetch(key, now, storage)
-            if fetched is not None:
-                payload, serializer_name, expires_at = fetched
-                value = _decode(task, key, payload, serializer_name)
-                if value is not MISSING and task.cache_result_in_memory:
-                    memory_layer.put(memory_key, value, expires_at)
+        value = _find(task, store, storage, key, task_run, flow_run)
         if value is not MISSING:
-            store.note_hit(key, now)
-            if logger.isEnabledFor(_INFO if flow_run is not None else _DEBUG):
-                _log_hit(task_run, flow_run)
             return True, value
-    call = _Call(task, args, kwargs, parameters, flow_run, task_run, None)
+    call = _Call(task, args, kwargs, parameters, flow_run, task_run, None, refresh)
     call.record = _Destination(key, dict(components), store, storage, _location(call, key))
+    if task.cache_policy.isolation_level == "SERIALIZABLE":
+        call.lock = _lock_manager(task, store)
     return False, call
+
+
+def _find(
+    task: Task[Any, Any],
+    store: Store,
+    storage: ResultStorage,
+    key: str,
+    task_run: TaskRun,
+    flow_run: FlowRun | None,
+) -> object:
+    """The cached value of `key` (memory layer, then index and file), or MISSING."""
+    now = time.time()
+    memory_key = (store, key)
+    value = memory_layer.get(memory_key, now) if task.cache_result_in_memory else MISSING
+    if value is MISSING:
+        fetched = store.fetch(key, now, storage)
+        if fetched is None:
+            return MISSING
+        payload, serializer_name, expires_at = fetched
+        value = _decode(task, key, payload, serializer_name)
+        if value is MISSING:
+            return MISSING
+        if task.cache_result_in_memory:
+            memory_layer.put(memory_key, value, expires_at)
+    store.note_hit(key, now)
+    if logger.isEnabledFor(_INFO if flow_run is not None else _DEBUG):
+        _log_hit(task_run, flow_run)
+    return value
+
+
+_default_lock_managers: dict[str, LockManager] = {}
+
+
+def _lock_manager(task: Task[Any, Any], store: Store) -> LockManager:
+    """The policy's lock manager, or one backed by the task's index."""
+    configured: LockManager | None = task.cache_policy.lock_manager
+    if configured is not None:
+        return configured
+    manager = _default_lock_managers.get(store.index.path)
+    if manager is None:
+        manager = _default_lock_managers[store.index.path] = SQLiteLockManager(store.index.path)
+    return manager
 
 
 def _resolve(

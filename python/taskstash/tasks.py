@@ -132,6 +132,8 @@ class Task(Generic[P, R]):
     # Keyword-only `return_state` between `*args: P.args` and `**kwargs: P.kwargs` is outside
     # PEP 612, so mypy flags these definitions; callers still get the right types from them.
     @overload
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R: ...
+    @overload
     def __call__(  # type: ignore[valid-type]
         self: Task[P, Coroutine[Any, Any, T]],
         *args: P.args,
@@ -142,8 +144,6 @@ class Task(Generic[P, R]):
     def __call__(  # type: ignore[valid-type]
         self, *args: P.args, return_state: Literal[True], **kwargs: P.kwargs
     ) -> State[R]: ...
-    @overload
-    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R: ...
     def __call__(  # type: ignore[misc]
         self, *args: Any, return_state: bool = False, **kwargs: Any
     ) -> Any:

@@ -12,7 +12,7 @@ from typing import Final
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION"]
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 
 
 def _migrate_to_1(conn: sqlite3.Connection) -> None:
@@ -95,6 +95,26 @@ def _migrate_to_1(conn: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: Final[tuple[Callable[[sqlite3.Connection], None], ...]] = (_migrate_to_1,)
+def _migrate_to_2(conn: sqlite3.Connection) -> None:
+    """Version 2: the locks table of `taskstash.locking.SQLiteLockManager`."""
+    conn.execute(
+        """
+        CREATE TABLE locks (
+            key         TEXT PRIMARY KEY NOT NULL,
+            holder      TEXT NOT NULL,
+            host        TEXT NOT NULL,
+            pid         INTEGER NOT NULL,
+            pid_started TEXT,
+            acquired_at REAL NOT NULL,
+            expires_at  REAL
+        )
+        """
+    )
+
+
+MIGRATIONS: Final[tuple[Callable[[sqlite3.Connection], None], ...]] = (
+    _migrate_to_1,
+    _migrate_to_2,
+)
 """`MIGRATIONS[n]` upgrades a database from schema version n to n + 1. Append only."""
 assert len(MIGRATIONS) == SCHEMA_VERSION

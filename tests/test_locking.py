@@ -1,0 +1,252 @@
+"""Lock managers keep one contract; SERIALIZABLE tasks compute each key once."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from taskstash import task
+from taskstash.cache_policies import INPUTS
+from taskstash.locking import LockManager, MemoryLockManager, SQLiteLockManager
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def manager(request: pytest.FixtureRequest, tmp_path: Path) -> LockManager:
+    if request.param == "memory":
+        return MemoryLockManager()
+    return SQLiteLockManager(tmp_path / "index.db")
+
+
+# the contract ----------------------------------------------------------------------------------
+
+
+def test_acquire_release_and_queries(manager: LockManager) -> None:
+    assert not manager.is_locked("k")
+    assert manager.acquire_lock("k", "alice")
+    assert manager.is_locked("k")
+    assert manager.is_lock_holder("k", "alice")
+    assert not manager.is_lock_holder("k", "bob")
+    manager.release_lock("k", "alice")
+    assert not manager.is_locked("k")
+
+
+def test_the_holder_may_acquire_again(manager: LockManager) -> None:
+    assert manager.acquire_lock("k", "alice")
+    assert manager.acquire_lock("k", "alice", acquire_timeout=0)
+
+
+def test_another_holder_waits_until_the_timeout(manager: LockManager) -> None:
+    assert manager.acquire_lock("k", "alice")
+    started = time.monotonic()
+    assert not manager.acquire_lock("k", "bob", acquire_timeout=0.2)
+    assert time.monotonic() - started >= 0.2
+    assert not manager.acquire_lock("k", "bob", acquire_timeout=0)
+    assert manager.acquire_lock("other-key", "bob", acquire_timeout=0)
+
+
+def test_releasing_a_lock_one_does_not_hold_raises(manager: LockManager) -> None:
+    with pytest.raises(ValueError, match="does not hold it"):
+        manager.release_lock("k", "alice")
+    manager.acquire_lock("k", "alice")
+    with pytest.raises(ValueError, match="does not hold it"):
+        manager.release_lock("k", "bob")
+    assert manager.is_lock_holder("k", "alice")
+
+
+def test_a_lease_frees_the_lock(manager: LockManager) -> None:
+    assert manager.acquire_lock("k", "alice", hold_timeout=0.2)
+    assert not manager.acquire_lock("k", "bob", acquire_timeout=0)
+    assert manager.acquire_lock("k", "bob", acquire_timeout=2)
+    assert manager.is_lock_holder("k", "bob")
+    with pytest.raises(ValueError, match="does not hold it"):
+        manager.release_lock("k", "alice")
+
+
+def test_a_waiter_gets_the_lock_when_it_is_released(manager: LockManager) -> None:
+    manager.acquire_lock("k", "alice")
+    releaser = threading.Timer(0.2, manager.release_lock, args=("k", "alice"))
+    releaser.start()
+    try:
+        assert manager.wait_for_lock("k", timeout=5)
+        assert manager.acquire_lock("k", "bob", acquire_timeout=5)
+    finally:
+        releaser.join()
+    assert not manager.wait_for_lock("k", timeout=0.1)
+
+
+def test_async_waiters_do_not_block_the_event_loop(manager: LockManager) -> None:
+    manager.acquire_lock("k", "alice")
+    ticks: list[float] = []
+
+    async def ticker() -> None:
+        for _ in range(5):
+            ticks.append(time.monotonic())
+            await asyncio.sleep(0.02)
+
+    async def main() -> bool:
+        releaser = asyncio.get_running_loop().call_later(0.15, manager.release_lock, "k", "alice")
+        try:
+            got, _ = await asyncio.gather(
+                manager.aacquire_lock("k", "bob", acquire_timeout=5), ticker()
+            )
+        finally:
+            releaser.cancel()
+        return got
+
+    assert asyncio.run(main())
+    assert len(ticks) == 5
+    assert asyncio.run(manager.await_for_lock("k", timeout=0.05)) is False
+
+
+# holders that die ------------------------------------------------------------------------------
+
+HOLD = """
+import sys, time
+from taskstash.locking import SQLiteLockManager
+SQLiteLockManager(sys.argv[1]).acquire_lock("k", "child")
+print("locked", flush=True)
+time.sleep(600)
+"""
+
+
+@pytest.fixture
+def locked_by_child(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], Path]]:
+    index = tmp_path / "index.db"
+    child = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(index)], stdout=subprocess.PIPE, text=True
+    )
+    with child:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "locked"
+        yield child, index
+        child.kill()
+
+
+def test_a_killed_holder_is_noticed_at_once(
+    locked_by_child: tuple[subprocess.Popen[str], Path],
+) -> None:
+    child, index = locked_by_child
+    manager = SQLiteLockManager(index)
+    assert manager.is_locked("k")
+    assert not manager.acquire_lock("k", "parent", acquire_timeout=0.1)
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    started = time.monotonic()
+    assert manager.acquire_lock("k", "parent", acquire_timeout=5)
+    assert time.monotonic() - started < 1
+
+
+def test_a_lock_held_from_another_host_waits_for_its_lease(tmp_path: Path) -> None:
+    manager = SQLiteLockManager(tmp_path / "index.db")
+    manager.acquire_lock("k", "remote", hold_timeout=0.3)
+    with manager.index.transaction() as conn:  # as if written by a machine sharing the index
+        conn.execute("UPDATE locks SET host = 'elsewhere', pid = 1 WHERE key = 'k'")
+    assert not manager.acquire_lock("k", "local", acquire_timeout=0.1)
+    assert manager.acquire_lock("k", "local", acquire_timeout=5)
+
+
+# SERIALIZABLE tasks ----------------------------------------------------------------------------
+
+
+def test_serializable_threads_compute_a_key_once(tmp_path: Path) -> None:
+    computed: list[int] = []
+
+    @task(cache_policy=INPUTS.configure(isolation_level="SERIALIZABLE"))
+    def slow_square(x: int) -> int:
+        computed.append(x)
+        time.sleep(0.3)
+        return x * x
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(slow_square, [7] * 8))
+    assert results == [49] * 8
+    assert computed == [7]
+
+
+def test_serializable_with_a_memory_lock_manager() -> None:
+    computed: list[int] = []
+    policy = INPUTS.configure(isolation_level="SERIALIZABLE", lock_manager=MemoryLockManager())
+
+    @task(cache_policy=policy, cache_result_in_memory=False)
+    def slow(x: int) -> int:
+        computed.append(x)
+        time.sleep(0.2)
+        return x
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        assert list(pool.map(slow, [1, 2, 1, 2, 1, 2])) == [1, 2, 1, 2, 1, 2]
+    assert sorted(computed) == [1, 2]
+
+
+def test_serializable_async_tasks_compute_a_key_once() -> None:
+    computed: list[int] = []
+
+    @task(cache_policy=INPUTS.configure(isolation_level="SERIALIZABLE"))
+    async def fetch(x: int) -> int:
+        computed.append(x)
+        await asyncio.sleep(0.2)
+        return x + 1
+
+    async def main() -> list[int]:
+        return list(await asyncio.gather(*(fetch(3) for _ in range(5))))
+
+    assert asyncio.run(main()) == [4] * 5
+    assert computed == [3]
+
+
+def test_a_failing_holder_releases_the_lock_and_the_next_caller_computes() -> None:
+    attempts: list[int] = []
+
+    @task(cache_policy=INPUTS.configure(isolation_level="SERIALIZABLE"))
+    def flaky(x: int) -> int:
+        attempts.append(x)
+        if len(attempts) == 1:
+            raise RuntimeError("first attempt fails")
+        return x
+
+    with pytest.raises(RuntimeError):
+        flaky(1)
+    assert flaky(1) == 1
+    assert attempts == [1, 1]
+
+
+PROCESS_STAMPEDE = """
+import sys, time
+from taskstash import task
+from taskstash.cache_policies import INPUTS
+
+@task(cache_policy=INPUTS.configure(isolation_level="SERIALIZABLE"))
+def slow(x: int) -> int:
+    with open(sys.argv[1], "a") as log:
+        log.write("computed\\n")
+    time.sleep(0.5)
+    return x * 10
+
+print(slow(4))
+"""
+
+
+def test_serializable_processes_compute_a_key_once(tmp_path: Path) -> None:
+    log = tmp_path / "computations.log"
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", textwrap.dedent(PROCESS_STAMPEDE), str(log)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    outputs = [child.communicate(timeout=60)[0].strip() for child in children]
+    assert outputs == ["40"] * 4
+    assert log.read_text().splitlines() == ["computed"]
