@@ -49,9 +49,11 @@ def main(mode: str, threads: int, calls: int, keys: int, log_path: str) -> int:
                 if mode == "mixed" and roll < 0.1:
                     value = refreshing(x)
                 elif mode == "mixed" and roll < 0.2:
-                    row = store.index.connection().execute(
-                        "SELECT key FROM records ORDER BY random() LIMIT 1"
-                    ).fetchone()
+                    row = (
+                        store.index.connection()
+                        .execute("SELECT key FROM records ORDER BY random() LIMIT 1")
+                        .fetchone()
+                    )
                     if row is not None:
                         store.delete(row[0])
                     continue

@@ -35,7 +35,9 @@ def assert_store_consistent() -> int:
     current = settings.reload()
     store = open_store(current.index_path)
     storage = resolve_storage(None, current.local_storage_path)
-    rows = store.index.connection().execute("SELECT key, location, checksum FROM records").fetchall()
+    rows = (
+        store.index.connection().execute("SELECT key, location, checksum FROM records").fetchall()
+    )
     for key, location, checksum in rows:
         data = storage.read(location)
         assert data is not None, f"row {key} has no file"
