@@ -29,4 +29,19 @@ class CorruptResultError(CacheCorruptedError):
     """A result file is not a valid taskstash result (bad magic, version, length or checksum)."""
 
 
-__all__ += ["CacheCorruptedError", "CorruptResultError", "SerializationError"]
+class CorruptIndexError(CacheCorruptedError):
+    """The index file is not a database, or is truncated or malformed.
+
+    The message names the file and how to rebuild it from the result files
+    (`taskstash.store.rebuild_index`); the result files themselves are never touched.
+
+    Attributes:
+        path: The index file.
+    """
+
+    def __init__(self, message: str, path: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+__all__ += ["CacheCorruptedError", "CorruptIndexError", "CorruptResultError", "SerializationError"]

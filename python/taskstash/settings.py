@@ -10,12 +10,13 @@ They are read on first use and kept; call `reload()` after changing the environm
 | `TASKSTASH_INDEX_PATH` | `$TASKSTASH_HOME/index.db` | the SQLite index |
 | `TASKSTASH_TASKS_REFRESH_CACHE` | `false` | refresh every task whose `refresh_cache` is unset |
 | `TASKSTASH_LOGGING_LEVEL` | `INFO` | level of the `taskstash` logger |
+| `TASKSTASH_SIGNING_KEY` | unset | sign result files (HMAC-SHA256) and load only signed ones |
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = ["Settings", "current", "reload"]
@@ -26,13 +27,25 @@ _FALSE = {"0", "false", "no", "off", ""}
 
 @dataclass(frozen=True)
 class Settings:
-    """The effective settings."""
+    """The effective settings.
+
+    Attributes:
+        home: Base directory of the default index and storage.
+        local_storage_path: Where result files go by default.
+        index_path: The SQLite index.
+        tasks_refresh_cache: Refresh every task whose `refresh_cache` is unset.
+        logging_level: Level of the `taskstash` logger.
+        signing_key: The key (UTF-8 bytes of `TASKSTASH_SIGNING_KEY`) that result files are
+            signed with and must be signed with to be loaded; None (unset or empty) for no
+            signing. Kept out of `repr`, so that it does not end up in logs.
+    """
 
     home: Path
     local_storage_path: Path
     index_path: Path
     tasks_refresh_cache: bool
     logging_level: str
+    signing_key: bytes | None = field(default=None, repr=False)
 
     @classmethod
     def from_environment(cls) -> Settings:
@@ -51,7 +64,14 @@ class Settings:
             index_path=Path(index).expanduser() if index else home / "index.db",
             tasks_refresh_cache=_flag("TASKSTASH_TASKS_REFRESH_CACHE"),
             logging_level=env.get("TASKSTASH_LOGGING_LEVEL", "INFO").upper(),
+            signing_key=_signing_key(),
         )
+
+
+def _signing_key() -> bytes | None:
+    # surrogateescape gives back the exact bytes of a variable that is not valid UTF-8.
+    key = os.environ.get("TASKSTASH_SIGNING_KEY", "").encode("utf-8", "surrogateescape")
+    return key or None
 
 
 def _flag(name: str) -> bool:

@@ -18,17 +18,18 @@ from typing import TYPE_CHECKING, Any
 from taskstash import settings
 from taskstash.cache_policies import CacheKeyFnPolicy
 from taskstash.context import FlowRun, TaskRun, TaskRunContext, current_flow_run
-from taskstash.exceptions import HashingError
-from taskstash.hashing import hash_bytes, hash_objects
+from taskstash.exceptions import CacheCorruptedError, HashingError, SerializationError
+from taskstash.hashing import hash_objects
 from taskstash.locking import LockManager, SQLiteLockManager
 from taskstash.log import logger
 from taskstash.states import Cached, Completed, Failed, State
 from taskstash.store import (
-    ResultHeader,
+    Payload,
     ResultStorage,
     Store,
     check_location,
     default_location,
+    load_value,
     open_store,
     resolve_serializer,
     resolve_storage,
@@ -170,14 +171,18 @@ def start(task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -
     refresh = task.refresh_cache
     if refresh is None:
         refresh = current.tasks_refresh_cache
-    resolved = task.resolved
-    if resolved is None or resolved[0] is not current:
-        resolved = _resolve(task, current)
-    store, storage = resolved[1], resolved[2]
-    if not refresh:
-        value = _find(task, store, storage, key, task_run, flow_run)
-        if value is not MISSING:
-            return True, value
+    try:
+        resolved = task.resolved
+        if resolved is None or resolved[0] is not current:
+            resolved = _resolve(task, current)
+        store, storage = resolved[1], resolved[2]
+        if not refresh:
+            value = _find(task, store, storage, key, task_run, flow_run)
+            if value is not MISSING:
+                return True, value
+    except CacheCorruptedError as exc:  # a damaged index must not fail the user's call
+        _warn_once(task, "index", f"{exc}; until then its calls run uncached")
+        return False, _Call(task, args, kwargs, parameters, flow_run, task_run, None)
     call = _Call(task, args, kwargs, parameters, flow_run, task_run, None, refresh)
     call.record = _Destination(key, dict(components), store, storage, _location(call, key))
     if task.cache_policy.isolation_level == "SERIALIZABLE":
@@ -234,7 +239,7 @@ def _resolve(
 
     `settings.reload()` makes a new settings object, so a changed environment is picked up.
     """
-    store = open_store(_index_path(task))
+    store = open_store(_index_path(task), current.signing_key)
     storage = resolve_storage(task.result_storage, current.local_storage_path)
     task.resolved = (current, store, storage)
     return task.resolved
@@ -263,7 +268,7 @@ def _key(
     return hash_objects("task", task.qualified_name, components), components
 
 
-def _decode(task: Task[Any, Any], key: str, payload: memoryview, serializer_name: str) -> object:
+def _decode(task: Task[Any, Any], key: str, payload: Payload, serializer_name: str) -> object:
     """The stored value, or MISSING if it cannot be deserialized (warned once per task)."""
     try:
         serializer = (
@@ -271,8 +276,10 @@ def _decode(task: Task[Any, Any], key: str, payload: memoryview, serializer_name
             if serializer_name == task.serializer.name
             else resolve_serializer(serializer_name)
         )
-        return serializer.loads(payload)
+        return load_value(serializer, payload)  # a large result's file is closed by it
     except Exception as exc:
+        if not isinstance(payload, memoryview):
+            payload.close()  # no serializer to hand it to
         _warn_once(
             task,
             f"load:{key}",
@@ -316,9 +323,26 @@ def _completed(call: _Call, value: Any, compute_seconds: float, return_state: bo
 
 def _store(call: _Call, destination: _Destination, value: Any, compute_seconds: float) -> None:
     task = call.task
+    now = time.time()
+    expires_at = None
+    if task.cache_expiration is not None:
+        expires_at = now + task.cache_expiration.total_seconds()
     try:
-        payload = task.serializer.dumps(value)
-    except Exception as exc:
+        destination.store.save_value(
+            destination.key,
+            value,
+            task.serializer,
+            destination.storage,
+            destination.location,
+            task_name=task.name,
+            task_qualname=task.qualified_name,
+            created_at=now,
+            expires_at=expires_at,
+            compute_seconds=compute_seconds,
+            run_id=str(call.flow_run.id) if call.flow_run is not None else None,
+            components=destination.components,
+        )
+    except SerializationError as exc:
         _warn_once(
             task,
             "serialize",
@@ -327,26 +351,7 @@ def _store(call: _Call, destination: _Destination, value: Any, compute_seconds: 
             "returned but not cached; choose another result_serializer",
         )
         return
-    now = time.time()
-    expires_at = None
-    if task.cache_expiration is not None:
-        expires_at = now + task.cache_expiration.total_seconds()
-    header = ResultHeader(
-        key=destination.key,
-        task_name=task.name,
-        task_qualname=task.qualified_name,
-        serializer=task.serializer.name,
-        checksum=hash_bytes(payload),
-        payload_size=len(payload),
-        created_at=now,
-        expires_at=expires_at,
-        compute_seconds=compute_seconds,
-        run_id=str(call.flow_run.id) if call.flow_run is not None else None,
-        components=destination.components,
-    )
-    try:
-        destination.store.save(header, payload, destination.storage, destination.location)
-    except (OSError, sqlite3.Error) as exc:
+    except (OSError, sqlite3.Error, CacheCorruptedError) as exc:
         _warn_once(
             task,
             "save",

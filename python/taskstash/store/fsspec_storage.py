@@ -7,10 +7,10 @@ This module does not import fsspec: it is handed filesystems that the caller (or
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, Final
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, BinaryIO, Final, cast
 
-from taskstash.store.storages import (
+from taskstash.store.base import (
     Chunks,
     ResultStorage,
     as_views,
@@ -29,6 +29,8 @@ __all__ = ["FsspecStorage"]
 _OBJECT_STORES: Final = frozenset(
     {"s3", "s3a", "gs", "gcs", "abfs", "abfss", "az", "adl", "oci", "oss", "r2", "b2", "tos"}
 )
+_SLICE: Final = 8 << 20
+_SPOOL_IN_MEMORY: Final = 8 << 20
 
 
 def _protocols(fs: Any) -> tuple[str, ...]:
@@ -68,11 +70,34 @@ class FsspecStorage(ResultStorage):
         return f"{self.root}/{location}" if self.root else location
 
     def write(self, location: str, data: Chunks) -> None:  # noqa: D102
+        views = as_views(data)
+
+        def put(file: Any) -> None:
+            for view in views:
+                # In slices: a buffered remote file would otherwise copy a whole large view.
+                for start in range(0, view.nbytes, _SLICE):
+                    file.write(view[start : start + _SLICE])
+
+        self._put(self.path(location), put)
+
+    @contextlib.contextmanager
+    def open_write(self, location: str) -> Iterator[BinaryIO]:  # noqa: D102
+        import shutil
+        import tempfile
+
         path = self.path(location)
+        # Spooled locally (in memory while small), then uploaded in one go: an upload cannot
+        # seek back, and a half-uploaded file must never be visible.
+        with tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY) as spool:
+            yield cast(BinaryIO, spool)
+            spool.seek(0)
+            self._put(path, lambda file: shutil.copyfileobj(spool, file, _SLICE))
+
+    def _put(self, path: str, fill: Callable[[Any], None]) -> None:
+        """Writes the file at `path` atomically, its bytes written to an open file by `fill`."""
         if self._in_place:
             with self.fs.open(path, "wb") as file:
-                for view in as_views(data):
-                    file.write(view)
+                fill(file)
             return
         parent, _, base = path.rpartition("/")
         if parent:
@@ -80,8 +105,7 @@ class FsspecStorage(ResultStorage):
         temp = f"{parent}/{temp_name(base)}" if parent else temp_name(base)
         try:
             with self.fs.open(temp, "wb") as file:
-                for view in as_views(data):
-                    file.write(view)
+                fill(file)
             self.fs.mv(temp, path)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
@@ -94,6 +118,13 @@ class FsspecStorage(ResultStorage):
         except FileNotFoundError:
             return None
         return data
+
+    def open_read(self, location: str) -> BinaryIO | None:  # noqa: D102
+        try:
+            file: BinaryIO = self.fs.open(self.path(location), "rb")
+        except FileNotFoundError:
+            return None
+        return file
 
     def delete(self, location: str) -> None:  # noqa: D102
         with contextlib.suppress(FileNotFoundError):

@@ -1,12 +1,13 @@
 """The SQLite index: one row per cache record, a documented public schema (docs/schema.md).
 
-Connections: one per thread and process (re-opened after a fork), in autocommit mode
-(`isolation_level=None`) so that transactions are explicit: every write runs inside
-`transaction()`, which takes the write lock up front with `BEGIN IMMEDIATE`. WAL mode lets readers
-run while one writer writes, across threads and processes.
+Connections: one per thread and process (re-opened after a fork), made by
+`taskstash.store.sqlite.connect`; every write runs inside `transaction()` (`BEGIN IMMEDIATE`).
 
 The schema is versioned with `PRAGMA user_version`; `MIGRATIONS[n]` brings a database from
 version n to n + 1, and all missing steps run in one transaction when a connection opens.
+
+A file that is not a database, truncated or malformed raises `CorruptIndexError`, whose message
+names the file and `taskstash.store.rebuild_index`, which rebuilds it from the result files.
 """
 
 from __future__ import annotations
@@ -15,15 +16,21 @@ import json
 import os
 import sqlite3
 import threading
-import time
 from collections.abc import Iterable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from taskstash.exceptions import CacheCorruptedError, TaskstashError
+from taskstash.store.results import ResultHeader
 from taskstash.store.schema import MIGRATIONS, SCHEMA_VERSION
-from taskstash.store.storages import makedirs_private
+from taskstash.store.sqlite import (
+    connect,
+    damaged,
+    is_corruption,
+    migrate,
+    transaction,
+    user_version,
+)
 
 __all__ = [
     "COLUMNS",
@@ -35,25 +42,6 @@ __all__ = [
     "transaction",
     "user_version",
 ]
-
-TIMEOUT_SECONDS: Final = 30.0
-
-# Applied by connect() to every connection, in this order. Values are constants: PRAGMA takes no
-# parameters, so nothing here is ever formatted from user input.
-_PRAGMAS: Final = (
-    # Wait up to this many ms for another connection's lock instead of failing at once with
-    # "database is locked". Set first, so that the pragmas below wait too.
-    ("busy_timeout", int(TIMEOUT_SECONDS * 1000)),
-    # Write-ahead log: readers never block the writer nor the writer readers, and a commit is an
-    # append. Persistent in the file; only the first connection ever really switches.
-    ("journal_mode", "wal"),
-    # With WAL, sync at checkpoints, not at every commit: a power loss may drop the last commits
-    # but never corrupts the database. A lost row is a miss; its result file is an orphan that
-    # `taskstash verify --fix` removes or `taskstash reindex` adopts.
-    ("synchronous", "normal"),
-    # Enforce the foreign keys that later schema versions may add (SQLite's default is off).
-    ("foreign_keys", "on"),
-)
 
 COLUMNS: Final = (
     "key",
@@ -114,6 +102,27 @@ class Record:
     components: dict[str, str] = field(default_factory=dict)
 
     @classmethod
+    def from_header(cls, header: ResultHeader, storage: str, location: str, size: int) -> Record:
+        """The new record of a result file: its header, where it is and its size in bytes."""
+        return cls(
+            key=header.key,
+            task_name=header.task_name,
+            task_qualname=header.task_qualname,
+            created_at=header.created_at,
+            expires_at=header.expires_at,
+            last_hit_at=None,
+            hit_count=0,
+            size_bytes=size,
+            serializer=header.serializer,
+            storage=storage,
+            location=location,
+            checksum=header.checksum,
+            compute_seconds=header.compute_seconds,
+            run_id=header.run_id,
+            components=dict(header.components),
+        )
+
+    @classmethod
     def from_row(cls, row: tuple[Any, ...]) -> Record:
         """Builds a record from a row of `SELECT <COLUMNS> FROM records`."""
         return cls(*row[:-1], _parse_components(row[-1]))  # type: ignore[call-arg]
@@ -139,139 +148,10 @@ def _parse_components(text: str) -> dict[str, str]:
     return parsed.copy()
 
 
-@contextmanager
-def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """A write transaction: `BEGIN IMMEDIATE`, then `COMMIT`, or `ROLLBACK` on any exception.
-
-    `IMMEDIATE` takes the write lock at the start (waiting up to the busy timeout), so that a
-    transaction that reads then writes cannot fail half-way with "database is locked".
-
-    Args:
-        conn: A connection from `connect()` (autocommit mode).
-
-    Yields:
-        `conn`.
-    """
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield conn
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
-
-
-def user_version(conn: sqlite3.Connection) -> int:
-    """The schema version recorded in the database file."""
-    version: int = conn.execute("PRAGMA user_version").fetchone()[0]
-    return version
-
-
-def _check_version(version: int, path: str) -> None:
-    if version > SCHEMA_VERSION:
-        raise TaskstashError(
-            f"the taskstash index {path} has schema version {version}, newer than the "
-            f"{SCHEMA_VERSION} this taskstash knows: upgrade taskstash, or point "
-            "TASKSTASH_INDEX_PATH elsewhere"
-        )
-
-
-def migrate(conn: sqlite3.Connection, path: str) -> bool:
-    """Brings the database up to `SCHEMA_VERSION`, in one transaction.
-
-    Args:
-        conn: A connection from `connect()`.
-        path: The file, named in errors.
-
-    Returns:
-        Whether any migration ran.
-
-    Raises:
-        TaskstashError: The database is newer than this code.
-    """
-    version = user_version(conn)
-    if version == SCHEMA_VERSION:
-        return False  # the common case: a read, no lock taken
-    _check_version(version, path)
-    with transaction(conn):
-        version = user_version(conn)  # another process may have migrated in the meantime
-        _check_version(version, path)
-        for step in MIGRATIONS[version:]:
-            step(conn)
-        # Not a parameter (PRAGMA takes none), but an int constant of this module.
-        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION:d}")
-    return version < SCHEMA_VERSION
-
-
-def _create_private(path: str) -> None:
-    """Creates the index file owner-only (0o600) if missing; SQLite gives -wal and -shm its mode."""
-    parent = os.path.dirname(path)
-    if parent:
-        makedirs_private(parent)
-    fd = os.open(path, os.O_RDONLY | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
-    os.close(fd)
-
-
-def _set_wal(conn: sqlite3.Connection, path: str) -> None:
-    if conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
-        return
-    # Switching needs a moment alone with the file; several first connections at once may see
-    # SQLITE_BUSY without waiting, so retry until the timeout.
-    deadline = time.monotonic() + TIMEOUT_SECONDS
-    while True:
-        try:
-            mode = conn.execute("PRAGMA journal_mode = wal").fetchone()[0]
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() > deadline:
-                raise
-            time.sleep(0.01)
-            continue
-        if mode != "wal":
-            raise TaskstashError(f"cannot put the taskstash index {path} in WAL mode ({mode})")
-        return
-
-
-def connect(
-    path: str | os.PathLike[str], *, timeout: float = TIMEOUT_SECONDS
-) -> sqlite3.Connection:
-    """Opens the index file with taskstash's settings (see `_PRAGMAS`), creating it if needed.
-
-    Does not migrate: `Index` does.
-
-    Args:
-        path: The index file.
-        timeout: Seconds to wait for another connection's lock.
-
-    Returns:
-        A connection in autocommit mode; use `transaction()` to write.
-
-    Raises:
-        CacheCorruptedError: The file is not an SQLite database.
-    """
-    name = os.fspath(path)
-    _create_private(name)
-    conn = sqlite3.connect(name, timeout=timeout, isolation_level=None)
-    try:
-        for pragma, value in _PRAGMAS:
-            if pragma == "journal_mode":
-                _set_wal(conn, name)
-            else:
-                conn.execute(f"PRAGMA {pragma} = {value}")  # constants from _PRAGMAS only
-    except sqlite3.DatabaseError as exc:
-        conn.close()
-        if isinstance(exc, sqlite3.OperationalError):
-            raise
-        raise CacheCorruptedError(f"the taskstash index {name} is not usable: {exc}") from exc
-    except BaseException:
-        conn.close()
-        raise
-    return conn
-
-
 # Connections inherited through fork() are never used nor closed in the child (closing could
-# disturb the parent's locks); they are parked here instead of being garbage collected.
-_INHERITED: list[sqlite3.Connection] = []
+# disturb the parent's locks); they are parked here instead of being garbage collected. So are
+# other threads' connections to an index found damaged (only their own thread may close them).
+_INHERITED: list[object] = []
 
 _SELECT_LIVE: Final = (
     f"SELECT {', '.join(COLUMNS)} FROM records "
@@ -280,7 +160,7 @@ _SELECT_LIVE: Final = (
 _SELECT_ANY: Final = f"SELECT {', '.join(COLUMNS)} FROM records WHERE key = ?"
 # The hit path reads only what it needs to find, verify and decode the result.
 _SELECT_HIT: Final = (
-    "SELECT storage, location, checksum, serializer, expires_at FROM records "
+    "SELECT storage, location, checksum, serializer, expires_at, size_bytes FROM records "
     "WHERE key = ? AND (expires_at IS NULL OR expires_at > ?)"
 )
 _UPSERT: Final = (
@@ -301,9 +181,13 @@ class Index:
     Args:
         path: The index file.
 
+    Once an operation finds the file damaged (`CorruptIndexError`), every thread's connection
+    is dropped, so that the next operation opens the file again: after `rebuild_index` it is a
+    new, sound file.
+
     Raises:
         TaskstashError: The file's schema is newer than this taskstash.
-        CacheCorruptedError: The file is not an SQLite database.
+        CorruptIndexError: The file is not an SQLite database, or is damaged.
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
@@ -327,8 +211,10 @@ class Index:
             if not self._migrated:
                 migrate(conn, self.path)
                 self._migrated = True
-        except BaseException:
+        except BaseException as exc:
             conn.close()
+            if isinstance(exc, sqlite3.DatabaseError) and is_corruption(exc):
+                raise damaged(self.path, exc) from exc
             raise
         local.conn = conn
         local.pid = os.getpid()
@@ -342,27 +228,58 @@ class Index:
             conn.close()
         local.__dict__.clear()
 
-    def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
-        """`transaction()` on this thread's connection."""
-        return transaction(self.connection())
+    def reset(self) -> None:
+        """Drops every thread's connection; the next use opens (and checks) the file again."""
+        self.close()
+        _INHERITED.append(self._local)  # other threads' connections, parked (see _INHERITED)
+        self._local = threading.local()
+        self._migrated = False
+
+    def _check(self, exc: sqlite3.Error) -> None:
+        """Raises `CorruptIndexError` (and drops the connections) if `exc` means damage."""
+        if is_corruption(exc):
+            self.reset()
+            raise damaged(self.path, exc) from exc
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """`transaction()` on this thread's connection.
+
+        Raises:
+            CorruptIndexError: The file is damaged.
+        """
+        try:
+            with transaction(self.connection()) as conn:
+                yield conn
+        except sqlite3.DatabaseError as exc:
+            self._check(exc)
+            raise
 
     def get(self, key: str, now: float | None = None) -> Record | None:
         """The record for `key`; if `now` is given, only if it has not expired by then."""
-        if now is None:
-            row = self.connection().execute(_SELECT_ANY, (key,)).fetchone()
-        else:
-            row = self.connection().execute(_SELECT_LIVE, (key, now)).fetchone()
+        try:
+            if now is None:
+                row = self.connection().execute(_SELECT_ANY, (key,)).fetchone()
+            else:
+                row = self.connection().execute(_SELECT_LIVE, (key, now)).fetchone()
+        except sqlite3.DatabaseError as exc:
+            self._check(exc)
+            raise
         return None if row is None else Record.from_row(row)
 
-    def get_hit(self, key: str, now: float) -> tuple[str, str, str, str, float | None] | None:
-        """`(storage, location, checksum, serializer, expires_at)` of the live record for `key`.
+    def get_hit(self, key: str, now: float) -> tuple[str, str, str, str, float | None, int] | None:
+        """`(storage, location, checksum, serializer, expires_at, size_bytes)` of a live record.
 
         The columns the hit path needs and no more: a narrow row is decoded in about half the
         time of a full `Record`.
         """
-        row: tuple[str, str, str, str, float | None] | None = (
-            self.connection().execute(_SELECT_HIT, (key, now)).fetchone()
-        )
+        try:
+            row: tuple[str, str, str, str, float | None, int] | None = (
+                self.connection().execute(_SELECT_HIT, (key, now)).fetchone()
+            )
+        except sqlite3.DatabaseError as exc:
+            self._check(exc)
+            raise
         return row
 
     def select(self, where: str = "", params: Iterable[Any] = ()) -> list[Record]:
@@ -370,8 +287,12 @@ class Index:
         sql = f"SELECT {', '.join(COLUMNS)} FROM records"
         if where:
             sql += f" WHERE {where}"
-        rows = self.connection().execute(sql + " ORDER BY created_at, key", tuple(params))
-        return [Record.from_row(row) for row in rows]
+        try:
+            rows = self.connection().execute(sql + " ORDER BY created_at, key", tuple(params))
+            return [Record.from_row(row) for row in rows]
+        except sqlite3.DatabaseError as exc:
+            self._check(exc)
+            raise
 
     @staticmethod
     def upsert(conn: sqlite3.Connection, record: Record) -> None:

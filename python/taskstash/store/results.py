@@ -6,10 +6,14 @@ Layout of a result file (format version 1)::
     0       7     magic b"TSKSTSH"
     7       1     format version, 0x01
     8       4     header length N, unsigned little-endian
-    12      N     header: UTF-8 JSON object, sorted keys, no whitespace (the `ResultHeader` fields)
+    12      N     header: UTF-8 JSON object, sorted keys, no whitespace (the `ResultHeader` fields),
+                  then, in a signed file, a last field "signature" (see `taskstash.store.signing`);
+                  a header written ahead of a streamed payload is padded with spaces to N
     12+N    ...   payload: exactly `payload_size` bytes, whose XXH3-128 hex is `checksum`
 
 The header holds everything an index row needs, so the index can be rebuilt from the files alone.
+A streamed payload (`Store.save_value`) is written after a reserved header, which is filled in
+once the payload's checksum and size are known: the layout is the same.
 Where files live is a `ResultStorage`: a local directory (`LocalStorage`) or any fsspec
 filesystem (`FsspecStorage`); see `taskstash.store.storages`.
 """
@@ -18,28 +22,41 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import struct
 from dataclasses import dataclass, field, fields
-from typing import Any, Final
+from typing import Any, BinaryIO, Final
 
 from taskstash.exceptions import CorruptResultError
 from taskstash.hashing import hash_bytes
+from taskstash.store.signing import add_signature, finish, new_mac, verify
 
 __all__ = [
     "MAGIC",
+    "MAX_PAYLOAD_SIZE",
+    "PREFIX_SIZE",
     "RESULT_FORMAT_VERSION",
     "ResultHeader",
     "decode_result",
     "encode_result",
+    "frame_prefix",
+    "header_json",
     "make_header",
     "payload_if_checksum",
+    "read_header",
+    "read_result_header",
+    "signature_valid",
 ]
 
 MAGIC: Final = b"TSKSTSH"
 RESULT_FORMAT_VERSION: Final = 1
 _PREFIX: Final = struct.Struct("<7sBI")  # magic, format version, header length
-_PREFIX_SIZE: Final = _PREFIX.size  # 12
+PREFIX_SIZE: Final = _PREFIX.size
+"""Bytes before the header: magic, format version, header length (12)."""
+_PREFIX_SIZE: Final = PREFIX_SIZE
 _MAX_HEADER: Final = 16 * 1024 * 1024  # a longer header is damage, not data
+MAX_PAYLOAD_SIZE: Final = 2**63 - 1
+"""The largest payload a result file may hold (the widest `payload_size` a reserved header fits)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,14 +138,40 @@ def make_header(
     )
 
 
+def header_json(header: ResultHeader) -> bytes:
+    """The header's canonical JSON: UTF-8, sorted keys, no whitespace.
+
+    Raises:
+        ValueError: A time is not finite.
+    """
+    for name in ("created_at", "compute_seconds", "expires_at"):
+        value = getattr(header, name)
+        if value is not None and not math.isfinite(value):
+            raise ValueError(f"header.{name} must be finite, not {value!r}")
+    # A shallow field dict: `dataclasses.asdict` would deep-copy every value, on each write.
+    fields = {name: getattr(header, name) for name in _HEADER_FIELDS}
+    text = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return text.encode()
+
+
+def frame_prefix(header_size: int) -> bytes:
+    """The 12 bytes before the header: magic, format version and header length."""
+    return _PREFIX.pack(MAGIC, RESULT_FORMAT_VERSION, header_size)
+
+
 def encode_result(
-    header: ResultHeader, payload: bytes | bytearray | memoryview
+    header: ResultHeader,
+    payload: bytes | bytearray | memoryview,
+    *,
+    signing_key: bytes | None = None,
 ) -> list[bytes | bytearray | memoryview]:
     """The bytes of a result file, as chunks to write in order (the payload is not copied).
 
     Args:
         header: The header; its `payload_size` must be the payload's length.
         payload: The serialized result.
+        signing_key: Sign the file with this key (see `taskstash.store.signing`); None for an
+            unsigned file.
 
     Returns:
         `[prefix and header, payload]`.
@@ -139,15 +182,41 @@ def encode_result(
     size = memoryview(payload).nbytes
     if header.payload_size != size:
         raise ValueError(f"header.payload_size is {header.payload_size}, the payload has {size}")
-    for name in ("created_at", "compute_seconds", "expires_at"):
-        value = getattr(header, name)
-        if value is not None and not math.isfinite(value):
-            raise ValueError(f"header.{name} must be finite, not {value!r}")
-    # A shallow field dict: `dataclasses.asdict` would deep-copy every value, on each write.
-    fields = {name: getattr(header, name) for name in _HEADER_FIELDS}
-    text = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    encoded = text.encode()
-    return [_PREFIX.pack(MAGIC, RESULT_FORMAT_VERSION, len(encoded)) + encoded, payload]
+    encoded = header_json(header)
+    if signing_key is not None:
+        mac = new_mac(signing_key)
+        mac.update(payload)
+        encoded = add_signature(encoded, finish(mac, encoded, size))
+    return [frame_prefix(len(encoded)) + encoded, payload]
+
+
+def _parse_header(region: bytes | memoryview) -> dict[str, Any]:
+    """The JSON header, checked to have a `str` key and checksum and an `int` payload_size."""
+    try:
+        header: dict[str, Any] = json.loads(str(region, "utf-8"))
+        key = header["key"]
+        checksum = header["checksum"]
+        size = header["payload_size"]
+    except (ValueError, TypeError, KeyError) as exc:
+        raise CorruptResultError(f"result header is not valid: {exc}") from None
+    if type(key) is not str or type(checksum) is not str or type(size) is not int:
+        raise CorruptResultError("result header is not valid: bad key, checksum or payload_size")
+    return header
+
+
+def _header_size(prefix: bytes | memoryview) -> int:
+    """The header length from a file's first 12 bytes, after checking magic and version."""
+    magic, version, header_size = _PREFIX.unpack_from(prefix)
+    if magic != MAGIC:
+        raise CorruptResultError("not a taskstash result file (bad magic)")
+    if version != RESULT_FORMAT_VERSION:
+        raise CorruptResultError(
+            f"result format version {version}; this taskstash reads {RESULT_FORMAT_VERSION}"
+        )
+    if header_size > _MAX_HEADER:
+        raise CorruptResultError("result file truncated inside its header")
+    size: int = header_size
+    return size
 
 
 def split_result(data: bytes | bytearray | memoryview) -> tuple[dict[str, Any], memoryview]:
@@ -172,32 +241,66 @@ def split_result(data: bytes | bytearray | memoryview) -> tuple[dict[str, Any], 
         raise CorruptResultError(f"result file too short ({total} bytes)")
     if view.format != "B" or view.ndim != 1:
         view = view.cast("B")
-    magic, version, header_size = _PREFIX.unpack_from(view)
-    if magic != MAGIC:
-        raise CorruptResultError("not a taskstash result file (bad magic)")
-    if version != RESULT_FORMAT_VERSION:
-        raise CorruptResultError(
-            f"result format version {version}; this taskstash reads {RESULT_FORMAT_VERSION}"
-        )
-    end = _PREFIX_SIZE + header_size
-    if header_size > _MAX_HEADER or end > total:
+    end = _PREFIX_SIZE + _header_size(view)
+    if end > total:
         raise CorruptResultError("result file truncated inside its header")
-    try:
-        header = json.loads(str(view[_PREFIX_SIZE:end], "utf-8"))
-        key = header["key"]
-        checksum = header["checksum"]
-        size = header["payload_size"]
-    except (ValueError, TypeError, KeyError) as exc:
-        raise CorruptResultError(f"result header is not valid: {exc}") from None
-    if type(key) is not str or type(checksum) is not str or type(size) is not int:
-        raise CorruptResultError("result header is not valid: bad key, checksum or payload_size")
+    header = _parse_header(view[_PREFIX_SIZE:end])
+    size = header["payload_size"]
     if total - end != size:
         state = "truncated" if total - end < size else "longer than its header says"
         raise CorruptResultError(f"result file {state}: payload {total - end} of {size} bytes")
     payload = view[end:]
-    if hash_bytes(payload) != checksum:
+    if hash_bytes(payload) != header["checksum"]:
         raise CorruptResultError("result payload does not match its checksum")
     return header, payload
+
+
+def signature_valid(key: bytes, data: bytes | bytearray | memoryview, payload: memoryview) -> bool:
+    """Whether a whole result file, whose framing was checked, is signed with `key`.
+
+    Args:
+        key: The signing key.
+        data: The whole file, as checked by `split_result` or `payload_if_checksum`.
+        payload: Its payload.
+    """
+    view = memoryview(data)
+    header_size = _PREFIX.unpack_from(view)[2]
+    return verify(key, view[_PREFIX_SIZE : _PREFIX_SIZE + header_size], payload)
+
+
+def _read_exactly(file: BinaryIO, size: int) -> bytes:
+    data = file.read(size)
+    if len(data) != size:
+        raise CorruptResultError("result file truncated inside its header")
+    return data
+
+
+def read_header(file: BinaryIO) -> tuple[dict[str, Any], bytes]:
+    """Reads the header of a result file open at its start, leaving the file at the payload.
+
+    Reads only the header; the file's length is checked against `payload_size`, but the
+    payload is not read (so not checked against its checksum).
+
+    Args:
+        file: The result file, seekable, positioned at its start.
+
+    Returns:
+        The parsed JSON header (as `split_result` returns it) and the exact header bytes.
+
+    Raises:
+        CorruptResultError: Bad magic or version, truncated, or trailing bytes.
+    """
+    region = _read_exactly(file, _header_size(_read_exactly(file, _PREFIX_SIZE)))
+    header = _parse_header(region)
+    offset = _PREFIX_SIZE + len(region)
+    size = file.seek(0, os.SEEK_END) - offset
+    if size != header["payload_size"]:
+        state = "truncated" if size < header["payload_size"] else "longer than its header says"
+        raise CorruptResultError(
+            f"result file {state}: payload {size} of {header['payload_size']} bytes"
+        )
+    file.seek(offset)
+    return header, region
 
 
 _CHECKSUM_FIELD: Final = b'{"checksum":"'
@@ -268,6 +371,20 @@ def _header_from_dict(raw: dict[str, Any]) -> ResultHeader:
         run_id=text("run_id", optional=True),
         components=components,
     )
+
+
+def read_result_header(file: BinaryIO) -> ResultHeader:
+    """The header of a result file open at its start, read without the payload.
+
+    Raises:
+        CorruptResultError: The framing is wrong (see `read_header`) or the header is not a
+            `ResultHeader`.
+    """
+    raw, _ = read_header(file)
+    try:
+        return _header_from_dict(raw)
+    except (KeyError, TypeError) as exc:
+        raise CorruptResultError(f"result header is not valid: {exc}") from None
 
 
 def decode_result(data: bytes | bytearray | memoryview) -> tuple[ResultHeader, memoryview]:

@@ -4,6 +4,11 @@ Three are built in, chosen by name: `"cloudpickle"` (the default: functions, lam
 defined in `__main__` too), `"pickle"` and `"json"`. Any object with `dumps` and `loads` works as
 well. The serializer's `name` is stored in the index and in each result file's header.
 
+The built-in serializers also stream: `dump(value, file)` and `load(file)`. pickle's protocol 5
+writes a large buffer (a numpy array's data) to the file as one view of the value's own memory,
+and reads it straight into the new object, so a large result is never held twice in memory.
+`dump_value` and `load_value` use the streaming methods when a serializer has them.
+
 cloudpickle is imported on the first `dumps`, never at import time; reading a cloudpickle payload
 needs only the standard `pickle` module.
 """
@@ -13,9 +18,12 @@ from __future__ import annotations
 import json
 import pickle
 import types
-from typing import Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, Final, Protocol
 
 from taskstash.exceptions import SerializationError
+
+if TYPE_CHECKING:
+    from _typeshed import SupportsWrite
 
 __all__ = [
     "PICKLE_PROTOCOL",
@@ -24,6 +32,8 @@ __all__ = [
     "PickleSerializer",
     "Serializer",
     "SupportsDumpsLoads",
+    "dump_value",
+    "load_value",
     "resolve_serializer",
 ]
 
@@ -36,7 +46,8 @@ class Serializer(Protocol):
     """Turns values into bytes and back.
 
     `name` is read-only here so that plain attributes, class attributes and properties all
-    satisfy the protocol.
+    satisfy the protocol. A serializer may also offer `dump(value, file)` and `load(file)`,
+    which `dump_value` and `load_value` prefer (the built-in ones do).
     """
 
     @property
@@ -88,10 +99,24 @@ class PickleSerializer:
         try:
             return pickle.dumps(value, protocol=PICKLE_PROTOCOL)
         except Exception as exc:
-            raise SerializationError(
-                f"cannot pickle a {_type_name(value)}: {exc}; "
-                "try result_serializer='cloudpickle' or persist_result=False"
-            ) from exc
+            raise self._dump_error(value, exc) from exc
+
+    def dump(self, value: object, file: SupportsWrite[bytes]) -> None:
+        """Pickles `value` into `file`, large buffers written without a copy.
+
+        Raises:
+            SerializationError: `value` cannot be pickled, or writing to `file` failed.
+        """
+        try:
+            pickle.dump(value, file, protocol=PICKLE_PROTOCOL)
+        except Exception as exc:
+            raise self._dump_error(value, exc) from exc
+
+    def _dump_error(self, value: object, exc: Exception) -> SerializationError:
+        return SerializationError(
+            f"cannot pickle a {_type_name(value)}: {exc}; "
+            "try result_serializer='cloudpickle' or persist_result=False"
+        )
 
     def loads(self, data: bytes | memoryview) -> object:
         """Unpickles `data` in place (no copy).
@@ -101,6 +126,17 @@ class PickleSerializer:
         """
         try:
             return pickle.loads(data)
+        except Exception as exc:
+            raise SerializationError(f"cannot unpickle the stored result: {exc}") from exc
+
+    def load(self, file: BinaryIO) -> object:
+        """Unpickles from `file`, reading large buffers straight into the new objects.
+
+        Raises:
+            SerializationError: The payload cannot be unpickled.
+        """
+        try:
+            return pickle.load(file)
         except Exception as exc:
             raise SerializationError(f"cannot unpickle the stored result: {exc}") from exc
 
@@ -121,13 +157,29 @@ class CloudpickleSerializer(PickleSerializer):
         try:
             result: bytes = cloudpickle.dumps(value, protocol=PICKLE_PROTOCOL)
         except Exception as exc:
-            raise SerializationError(
-                f"cannot pickle a {_type_name(value)} with cloudpickle: {exc}; "
-                "return a picklable value or set persist_result=False"
-            ) from exc
+            raise self._dump_error(value, exc) from exc
         return result
 
-    # loads is pickle.loads: a cloudpickle payload imports what it needs while it is read.
+    def dump(self, value: object, file: SupportsWrite[bytes]) -> None:
+        """Pickles `value` into `file` with cloudpickle, large buffers written without a copy.
+
+        Raises:
+            SerializationError: `value` cannot be pickled, or writing to `file` failed.
+        """
+        import cloudpickle
+
+        try:
+            cloudpickle.dump(value, file, protocol=PICKLE_PROTOCOL)
+        except Exception as exc:
+            raise self._dump_error(value, exc) from exc
+
+    def _dump_error(self, value: object, exc: Exception) -> SerializationError:
+        return SerializationError(
+            f"cannot pickle a {_type_name(value)} with cloudpickle: {exc}; "
+            "return a picklable value or set persist_result=False"
+        )
+
+    # load and loads are pickle's: a cloudpickle payload imports what it needs while it is read.
 
 
 class JSONSerializer:
@@ -166,6 +218,22 @@ class JSONSerializer:
             return json.loads(str(data, "utf-8"))
         except (UnicodeDecodeError, ValueError) as exc:
             raise SerializationError(f"the stored result is not valid JSON: {exc}") from exc
+
+    def dump(self, value: object, file: SupportsWrite[bytes]) -> None:
+        """Writes `dumps(value)` to `file` (JSON text is built whole, then written).
+
+        Raises:
+            SerializationError: `value` is not representable in JSON.
+        """
+        file.write(self.dumps(value))
+
+    def load(self, file: BinaryIO) -> object:
+        """`loads` of the rest of `file`.
+
+        Raises:
+            SerializationError: The rest of `file` is not UTF-8 JSON.
+        """
+        return self.loads(file.read())
 
 
 class _CustomSerializer:
@@ -206,6 +274,37 @@ class _CustomSerializer:
 
     def __repr__(self) -> str:
         return f"<serializer {self.name!r} wrapping {self.wrapped!r}>"
+
+
+def dump_value(serializer: Serializer, value: object, file: SupportsWrite[bytes]) -> None:
+    """Writes `value`, serialized, to `file`: streamed by the serializer's `dump` if it has one.
+
+    Raises:
+        SerializationError: `value` cannot be serialized (or, from a built-in serializer's
+            `dump`, writing to `file` failed).
+    """
+    dump = getattr(serializer, "dump", None)
+    if callable(dump):
+        dump(value, file)
+    else:
+        file.write(serializer.dumps(value))
+
+
+def load_value(serializer: Serializer, payload: memoryview | BinaryIO) -> object:
+    """Deserializes a payload: a buffer with `loads`, a file with `load` if the serializer has it.
+
+    A file is closed afterwards, whatever happens.
+
+    Raises:
+        SerializationError: The payload cannot be deserialized.
+    """
+    if isinstance(payload, memoryview):
+        return serializer.loads(payload)
+    with payload:
+        load = getattr(serializer, "load", None)
+        if callable(load):
+            return load(payload)
+        return serializer.loads(payload.read())
 
 
 _BUILTIN: Final[dict[str, Serializer]] = {

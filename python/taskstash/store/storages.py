@@ -1,27 +1,43 @@
-"""Where result files live: a local directory or an fsspec filesystem.
-
-A location is a relative, "/"-separated path under the storage's root: `default_location(key)`
-(`"ab/abcdef..."`, sharded by the key's first two hex digits so that no directory holds
-millions of files) or a task's rendered `result_storage_key` (checked by `check_location`).
+"""Local result storage, and how a task's `result_storage` option becomes a `ResultStorage`.
 
 Writes are atomic: a reader sees the old file, the new file or nothing, never a partial file.
+`LocalStorage` writes and deletes only inside its root: it follows no symbolic link below the
+root (a link there could lead anywhere), and refuses the operation instead. Reads do follow
+links: a read result is only ever used if it matches the checksum the index recorded (and, with
+a signing key, carries a valid signature), so a link can turn a hit into a miss but never change
+what a hit returns. Anyone able to create a link in the storage could write a file there anyway.
+
 fsspec is imported only when an fsspec URL or filesystem is used (`FsspecStorage` lives in
-`taskstash.store.fsspec_storage`).
+`taskstash.store.fsspec_storage`). The shared parts (locations, the ABC) are in
+`taskstash.store.base` and re-exported here.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
-import re
-import secrets
+import stat
 import sys
 import threading
-import weakref
-from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, TypeAlias
+from typing import TYPE_CHECKING, Any, BinaryIO, Final
+
+from taskstash.store.base import (
+    Chunks,
+    ResultStorage,
+    as_views,
+    check_location,
+    default_location,
+    is_temp,
+    makedirs_private,
+    register,
+    setdefault_by_url,
+    storage_by_url,
+    temp_name,
+    write_all,
+)
 
 if TYPE_CHECKING:
     import fsspec
@@ -37,147 +53,27 @@ __all__ = [
     "storage_for_url",
 ]
 
-Buffer: TypeAlias = bytes | bytearray | memoryview
-Chunks: TypeAlias = Buffer | Sequence[Buffer]
-"""What `ResultStorage.write` takes: one buffer, or buffers written one after the other."""
-
-_TEMP_SUFFIX: Final = ".tstmp"
 _DIR_MODE: Final = 0o700
 _FILE_MODE: Final = 0o600
 _FIRST_READ: Final = 64 * 1024
-_READ_FLAGS: Final = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
-# Locations that need no normalising: segments of [A-Za-z0-9_.-] not starting with a dot.
-_PLAIN_LOCATION: Final = re.compile(r"(?:[\w-][\w.-]*/)*[\w-][\w.-]*", re.ASCII)
-
-
-def default_location(key: str) -> str:
-    """The location of a key's result file when the task names none: `"ab/abcdef..."`."""
-    return f"{key[:2]}/{key}"
-
-
-def is_temp(name: str) -> bool:
-    return name.startswith(".") and name.endswith(_TEMP_SUFFIX)
-
-
-def temp_name(base: str) -> str:
-    # Unique per writer; the base (shortened to keep under NAME_MAX) helps a human who finds one.
-    return f".{base[:180]}.{secrets.token_hex(8)}{_TEMP_SUFFIX}"
-
-
-def check_location(location: str) -> str:
-    """Validates and normalises a location relative to a storage root.
-
-    `"a//b"` and `"./a/b"` become `"a/b"`; backslashes are separators too.
-
-    Args:
-        location: A relative path such as `"42-bar"` or `"reports/2024/x"`.
-
-    Returns:
-        The normalised location.
-
-    Raises:
-        ValueError: It is empty, absolute, contains a `..` segment or a NUL byte, or names a
-            taskstash temporary file; any of these could escape or corrupt the storage root.
-    """
-    if type(location) is str and _PLAIN_LOCATION.fullmatch(location):
-        return location  # the common case, checked in one regex match
-    if not isinstance(location, str):
-        raise TypeError(f"a result location must be a str, not {type(location).__name__}")
-    problem = None
-    normalized = location.replace("\\", "/")
-    if not normalized.strip():
-        problem = "it is empty"
-    elif "\0" in normalized:
-        problem = "it contains a NUL byte"
-    elif normalized.startswith("/") or re.match(r"[A-Za-z]:", normalized):
-        problem = "it is absolute"
-    segments = [s for s in normalized.split("/") if s not in ("", ".")]
-    if problem is None and ".." in segments:
-        problem = "it contains '..'"
-    if problem is None and not segments:
-        problem = "it names the storage root itself"
-    if problem is None and is_temp(segments[-1]):
-        problem = f"names ending in {_TEMP_SUFFIX!r} and starting with '.' are temporary files"
-    if problem is not None:
-        raise ValueError(
-            f"invalid result location {location!r}: {problem}; a location (such as a rendered "
-            "result_storage_key) must be a relative path inside the result storage, "
-            "like 'reports/2024/x'"
-        )
-    return "/".join(segments)
-
-
-def as_views(data: Chunks) -> list[memoryview]:
-    if isinstance(data, bytes | bytearray | memoryview):
-        data = [data]
-    return [memoryview(chunk).cast("B") for chunk in data]
-
-
-# Storages by url, so that a record's file can be reached from the url stored in its row.
-_BY_URL: weakref.WeakValueDictionary[str, ResultStorage] = weakref.WeakValueDictionary()
-
-
-def register(storage: ResultStorage) -> None:
-    """Makes `storage_for_url(storage.url)` find `storage` while it lives."""
-    _BY_URL[storage.url] = storage
-
-
-class ResultStorage(ABC):
-    """A place for result files, addressed by relative locations.
-
-    Attributes:
-        url: Canonical identity of the root, stored in each index row (an absolute path for a
-            local directory, an fsspec URL such as `"s3://bucket/prefix"` otherwise).
-    """
-
-    url: str
-
-    @abstractmethod
-    def write(self, location: str, data: Chunks) -> None:
-        """Writes a file atomically: a reader sees the old file or the whole new one.
-
-        Args:
-            location: Where, relative to the root (checked with `check_location`).
-            data: The bytes, or chunks written one after the other.
-        """
-
-    @abstractmethod
-    def read(self, location: str) -> bytes | memoryview | None:
-        """The whole file at `location`, or None if there is none."""
-
-    @abstractmethod
-    def delete(self, location: str) -> None:
-        """Deletes the file at `location`; a missing file is not an error."""
-
-    @abstractmethod
-    def locations(self) -> Iterator[str]:
-        """Every result file's location (temporary files skipped), for verify and reindex."""
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.url!r})"
-
-
-def makedirs_private(path: str) -> None:
-    """Like `os.makedirs(path, 0o700, exist_ok=True)`, but owner-only for every level made."""
-    try:
-        os.mkdir(path, _DIR_MODE)
-    except FileExistsError:
-        return
-    except FileNotFoundError:
-        parent = os.path.dirname(path)
-        if parent == path:
-            raise
-        makedirs_private(parent)
-        with contextlib.suppress(FileExistsError):
-            os.mkdir(path, _DIR_MODE)
+_CLOEXEC: Final = getattr(os, "O_CLOEXEC", 0)
+_READ_FLAGS: Final = os.O_RDONLY | _CLOEXEC | getattr(os, "O_BINARY", 0)
+# Below the root, every directory is opened relative to its parent and without following a
+# link, so that no component can be swapped for a link between a check and its use.
+_DIR_FLAGS: Final = os.O_RDONLY | _CLOEXEC | getattr(os, "O_DIRECTORY", 0)
+_NOFOLLOW: Final = getattr(os, "O_NOFOLLOW", 0)
+_CREATE_FLAGS: Final = (
+    os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC | getattr(os, "O_BINARY", 0)
+)
 
 
 class LocalStorage(ResultStorage):
     """Result files in a local directory.
 
     The root and any directory below it are created on first write, owner-only (0o700); files
-    are 0o600. A write goes to a temporary file in the destination directory, then `os.replace`
-    moves it into place.
+    are 0o600. A write goes to a temporary file in the destination directory, then is renamed
+    into place. A directory below the root that is a symbolic link is refused for writing and
+    deleting (`OSError` with errno `ELOOP`), since it could lead outside the root.
 
     Files are not `fsync`ed by default: a file damaged by a power loss fails its checksum and is
     a miss, and the index (WAL, `synchronous=NORMAL`) makes the same trade. Pass `fsync=True` to
@@ -200,30 +96,30 @@ class LocalStorage(ResultStorage):
         return self._prefix + check_location(location)
 
     def write(self, location: str, data: Chunks) -> None:  # noqa: D102 (documented on the ABC)
-        path = self.path(location)
-        directory, base = os.path.split(path)
-        temp = os.path.join(directory, temp_name(base))
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
-        flags |= getattr(os, "O_BINARY", 0)
+        views = as_views(data)
+        with self.open_write(location) as file:
+            for view in views:
+                write_all(file, view)
+
+    @contextlib.contextmanager
+    def open_write(self, location: str) -> Iterator[BinaryIO]:  # noqa: D102
+        *parts, base = check_location(location).split("/")
+        directory = self._open_dir(parts, create=True)
         try:
-            fd = os.open(temp, flags, _FILE_MODE)
-        except FileNotFoundError:
-            makedirs_private(directory)
-            fd = os.open(temp, flags, _FILE_MODE)
-        try:
+            temp = temp_name(base)
+            fd = os.open(temp, _CREATE_FLAGS, _FILE_MODE, dir_fd=directory)
             try:
-                for view in as_views(data):
-                    while view:
-                        view = view[os.write(fd, view) :]
-                if self.fsync:
-                    os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(temp, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temp)
-            raise
+                with open(fd, "wb", buffering=0) as file:
+                    yield file
+                    if self.fsync:
+                        os.fsync(fd)
+                os.replace(temp, base, src_dir_fd=directory, dst_dir_fd=directory)
+            except BaseException:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(temp, dir_fd=directory)
+                raise
+        finally:
+            os.close(directory)
 
     def read(self, location: str) -> bytes | memoryview | None:  # noqa: D102
         try:
@@ -250,11 +146,27 @@ class LocalStorage(ResultStorage):
         finally:
             os.close(fd)
 
+    def open_read(self, location: str) -> BinaryIO | None:  # noqa: D102
+        try:
+            return open(self._prefix + check_location(location), "rb")
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
     def delete(self, location: str) -> None:  # noqa: D102
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path(location))
+        *parts, base = check_location(location).split("/")
+        try:
+            directory = self._open_dir(parts, create=False)
+        except (FileNotFoundError, NotADirectoryError):
+            return  # no such directory, so no such file
+        try:
+            os.unlink(base, dir_fd=directory)
+        except FileNotFoundError:
+            pass
+        finally:
+            os.close(directory)
 
     def locations(self) -> Iterator[str]:  # noqa: D102
+        # os.walk lists a link to a directory but does not descend into it.
         for directory, dirs, files in os.walk(self.root):
             dirs.sort()
             relative = os.path.relpath(directory, self.root)
@@ -262,6 +174,48 @@ class LocalStorage(ResultStorage):
             for name in sorted(files):
                 if not is_temp(name):
                     yield prefix + name
+
+    def _open_dir(self, parts: Sequence[str], *, create: bool) -> int:
+        """A descriptor of the directory `parts` below the root, reached through no link."""
+        try:
+            fd = os.open(self.root, _DIR_FLAGS)
+        except FileNotFoundError:
+            if not create:
+                raise
+            makedirs_private(self.root)
+            fd = os.open(self.root, _DIR_FLAGS)
+        try:
+            for depth, part in enumerate(parts):
+                child = self._open_child(fd, part, parts[: depth + 1], create=create)
+                os.close(fd)
+                fd = child
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def _open_child(self, parent: int, name: str, parts: Sequence[str], *, create: bool) -> int:
+        try:
+            try:
+                return os.open(name, _DIR_FLAGS | _NOFOLLOW, dir_fd=parent)
+            except FileNotFoundError:
+                if not create:
+                    raise
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(name, _DIR_MODE, dir_fd=parent)
+                return os.open(name, _DIR_FLAGS | _NOFOLLOW, dir_fd=parent)
+        except OSError as exc:
+            # A link opened with O_NOFOLLOW | O_DIRECTORY fails with ENOTDIR (or ELOOP).
+            if exc.errno in (errno.ENOTDIR, errno.ELOOP) and stat.S_ISLNK(
+                os.stat(name, dir_fd=parent, follow_symlinks=False).st_mode
+            ):
+                raise OSError(
+                    errno.ELOOP,
+                    "refusing to go through a symbolic link inside the result storage "
+                    "(it could lead outside the storage root)",
+                    self._prefix + "/".join(parts),
+                ) from None
+            raise
 
 
 def _is_fsspec_filesystem(obj: object) -> bool:
@@ -316,7 +270,7 @@ def resolve_storage(
         TypeError: `spec` is none of the above.
     """
     if isinstance(spec, ResultStorage):
-        _BY_URL.setdefault(spec.url, spec)
+        setdefault_by_url(spec)
         return spec
     if spec is None:
         cache_key = ("", os.fspath(default_root))
@@ -353,7 +307,7 @@ def storage_for_url(url: str) -> ResultStorage | None:
         A live storage with that url, or one rebuilt from it (an absolute path or an fsspec
         URL); None if it cannot be rebuilt (fsspec missing, or an unknown protocol).
     """
-    storage = _BY_URL.get(url)
+    storage = storage_by_url(url)
     if storage is not None:
         return storage
     if os.path.isabs(url):

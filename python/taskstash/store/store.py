@@ -7,61 +7,84 @@ file is partial. A row whose file is missing or damaged is a miss: `load` logs i
 returns None, and the caller recomputes and saves over it.
 
 Hits are counted in memory and written in batches (`note_hit`), so a hit costs no index write.
+
+With a signing key, every file written is signed and a file is only loaded if its signature is
+valid (`taskstash.store.signing`); a file without one is a miss, like a damaged file. Results
+larger than `LARGE_RESULT_BYTES` are written and read as streams (`taskstash.store.streams`).
 """
 
 from __future__ import annotations
 
-import atexit
 import logging
 import os
-import threading
-import weakref
-from typing import Final
+from functools import partial
+from typing import BinaryIO, Final, TypeAlias
 
-from taskstash.exceptions import CorruptResultError
+from taskstash.exceptions import CorruptIndexError, CorruptResultError
 from taskstash.hashing import hash_bytes
+from taskstash.store.hits import HIT_FLUSH_COUNT, HIT_FLUSH_SECONDS, HitCounter
 from taskstash.store.index import Index, Record
 from taskstash.store.results import (
     ResultHeader,
     encode_result,
+    make_header,
     payload_if_checksum,
+    signature_valid,
     split_result,
 )
+from taskstash.store.serializers import Serializer, dump_value
 from taskstash.store.storages import ResultStorage, check_location, storage_for_url
+from taskstash.store.streams import UNSIGNED, Refused, open_verified, write_streamed
 
-__all__ = ["HIT_FLUSH_COUNT", "HIT_FLUSH_SECONDS", "Record", "Store", "open_store"]
+__all__ = [
+    "HIT_FLUSH_COUNT",
+    "HIT_FLUSH_SECONDS",
+    "LARGE_RESULT_BYTES",
+    "Payload",
+    "Record",
+    "Store",
+]
 
-HIT_FLUSH_COUNT: Final = 256
-"""Pending hits that trigger a flush to the index."""
-HIT_FLUSH_SECONDS: Final = 5.0
-"""A hit this long after the oldest pending one triggers a flush."""
+LARGE_RESULT_BYTES: Final = 64 << 20
+"""Result files larger than this are handed out by `fetch` as files, checked in chunks."""
+
+Payload: TypeAlias = memoryview | BinaryIO
+"""A payload: in memory, or, for a large result, a checked file positioned at its start."""
 
 _log = logging.getLogger("taskstash")
 
 
-class Store:
+class Store(HitCounter):
     """The cache records of one index file, and access to their result files.
 
-    Use `open_store` to share one `Store` per index file in a process. A `Store` is thread-safe
-    and fork-safe (a child process opens its own connections and drops the parent's pending
-    hits).
+    Use `open_store` to share one `Store` per index file (and signing key) in a process. A
+    `Store` is thread-safe and fork-safe (a child process opens its own connections and drops
+    the parent's pending hits).
 
     Args:
         index_path: The index file; created (0o600, directory 0o700) and migrated if needed.
+        signing_key: Sign every result file written with this key, and load only files signed
+            with it; None to neither sign nor require signatures.
+
+    Attributes:
+        large_result_bytes: Result files larger than this are handed out by `fetch` as files
+            (`LARGE_RESULT_BYTES` unless changed on the instance).
 
     Raises:
         TaskstashError: The index's schema is newer than this taskstash.
+        CorruptIndexError: The index file is damaged (see `rebuild_index`).
     """
 
-    def __init__(self, index_path: str | os.PathLike[str]) -> None:
+    large_result_bytes: int = LARGE_RESULT_BYTES
+
+    def __init__(
+        self, index_path: str | os.PathLike[str], signing_key: bytes | None = None
+    ) -> None:
         self.index = Index(os.path.expanduser(os.fspath(index_path)))
         self.path = self.index.path
-        self._lock = threading.Lock()
-        self._hits: dict[str, list[float]] = {}  # key -> [count, last hit time]
-        self._pending = 0
-        self._batch_start = 0.0  # the time of the first pending hit
+        self.signing_key = signing_key
         self._warned: set[tuple[str, str]] = set()
-        _LIVE.add(self)
+        super().__init__()
 
     def __repr__(self) -> str:
         return f"Store({self.path!r})"
@@ -82,36 +105,47 @@ class Store:
 
     def fetch(
         self, key: str, now: float, storage: ResultStorage
-    ) -> tuple[memoryview, str, float | None] | None:
+    ) -> tuple[Payload, str, float | None] | None:
         """The hit path: the live record's payload, serializer name and expiry time, or None.
 
         One narrow indexed SELECT and one read of the result file, verified against the
-        checksum the index holds. Anything unusual (another storage, a damaged or replaced file)
-        goes through `lookup` and `load`, which explain and warn.
+        checksum the index holds (and the signature, with a signing key). Anything unusual
+        (another storage, a damaged or replaced file) goes through `lookup` and `load`, which
+        explain and warn. A result file larger than `large_result_bytes` comes back as an open
+        file (see `open_payload`), to be deserialized with `load_value` (which closes it).
 
         Args:
             key: The cache key.
             now: The current time, Unix seconds.
             storage: The task's storage.
+
+        Raises:
+            CorruptIndexError: The index file is damaged.
         """
         hit = self.index.get_hit(key, now)
         if hit is None:
             return None
-        url, location, checksum, serializer, expires_at = hit
-        if url == storage.url:
+        url, location, checksum, serializer, expires_at, size = hit
+        if url == storage.url and size <= self.large_result_bytes:
             try:
                 data = storage.read(location)
             except Exception:
                 data = None
             if data is not None:
                 payload = payload_if_checksum(data, checksum)
-                if payload is not None:
+                if payload is not None and (
+                    self.signing_key is None or signature_valid(self.signing_key, data, payload)
+                ):
                     return payload, serializer, expires_at
         record = self.index.get(key, now)
         if record is None:
             return None
-        payload = self.load(record, storage)
-        return None if payload is None else (payload, record.serializer, record.expires_at)
+        found: Payload | None
+        if record.size_bytes > self.large_result_bytes:
+            found = self.open_payload(record, storage)
+        else:
+            found = self.load(record, storage)
+        return None if found is None else (found, record.serializer, record.expires_at)
 
     def load(self, record: Record, storage: ResultStorage) -> memoryview | None:
         """Reads and verifies the result file of `record`: one read, no index access.
@@ -124,35 +158,67 @@ class Store:
         checked without parsing the header: the payload is then exactly the one recorded for
         this key), or else if the file is intact and its header names the same key (a
         concurrent writer replaced it after this row was committed: an equally valid result).
+        With a signing key, it must also be signed with it.
 
         Args:
             record: From `lookup`.
             storage: The task's storage.
 
         Returns:
-            The payload, or None if the file is missing, damaged or holds another key's result
-            (logged as one warning per file until it is saved again).
+            The payload, or None if the file is missing, damaged, unsigned or holds another
+            key's result (logged as one warning per file until it is saved again).
         """
-        if storage.url != record.storage:
-            storage = storage_for_url(record.storage) or storage
+        storage = self._storage_of(record, storage)
         try:
             data = storage.read(record.location)
             if data is None:
-                problem = "is missing"
-            else:
-                payload = payload_if_checksum(data, record.checksum)
-                if payload is not None:
-                    return payload
+                raise Refused("is missing")
+            payload = payload_if_checksum(data, record.checksum)
+            if payload is None:
                 header, payload = split_result(data)
-                if header["key"] == record.key:
-                    return payload
-                problem = f"holds the result of another key ({header['key']})"
-        except CorruptResultError as exc:
-            problem = f"is damaged: {exc}"
-        except Exception as exc:  # an unreadable file is a miss, whatever the filesystem says
-            problem = f"cannot be read: {type(exc).__name__}: {exc}"
-        self._warn_once(storage, record, problem)
+                if header["key"] != record.key:
+                    raise Refused(f"holds the result of another key ({header['key']})")
+            if self.signing_key is not None and not signature_valid(
+                self.signing_key, data, payload
+            ):
+                raise Refused(UNSIGNED)
+            return payload
+        except Exception as exc:
+            self._warn_once(storage, record, _problem(exc))
         return None
+
+    def open_payload(self, record: Record, storage: ResultStorage) -> BinaryIO | None:
+        """The payload of `record` as a checked file, for results too large to hold twice.
+
+        Like `load`, but the file is read in chunks to check it (see
+        `taskstash.store.streams.open_verified`), then handed out positioned at the payload's
+        start, for a serializer's `load(file)`. The caller closes it.
+
+        Args:
+            record: From `lookup`.
+            storage: The task's storage.
+
+        Returns:
+            The open file, or None as `load` (warned once per file).
+        """
+        storage = self._storage_of(record, storage)
+        try:
+            return open_verified(
+                storage,
+                record.location,
+                key=record.key,
+                checksum=record.checksum,
+                signing_key=self.signing_key,
+            )
+        except Exception as exc:
+            self._warn_once(storage, record, _problem(exc))
+        return None
+
+    @staticmethod
+    def _storage_of(record: Record, storage: ResultStorage) -> ResultStorage:
+        if storage.url != record.storage:
+            return storage_for_url(record.storage) or storage
+        return storage
 
     def _warn_once(self, storage: ResultStorage, record: Record, problem: str) -> None:
         where = (storage.url, record.location)
@@ -174,11 +240,11 @@ class Store:
         storage: ResultStorage,
         location: str,
     ) -> Record:
-        """Stores a result: the file first (atomically), then its index row.
+        """Stores a serialized result: the file first (atomically), then its index row.
 
         If the index write fails, the new file is deleted (unless the old row already pointed
-        at it). If the key's previous row pointed at another file, that file is deleted after
-        the commit.
+        at it, or the index is damaged: `rebuild_index` adopts the file). If the key's previous
+        row pointed at another file, that file is deleted after the commit.
 
         Args:
             header: The result's header (see `make_header`).
@@ -192,30 +258,87 @@ class Store:
         Raises:
             ValueError: `location` is not a valid relative location, or `header` does not
                 describe `payload` (size or checksum).
+            OSError: The file could not be written.
+            sqlite3.Error: The index could not be written.
+            CorruptIndexError: The index file is damaged.
         """
         location = check_location(location)
         if header.checksum != hash_bytes(payload):
             raise ValueError(f"header.checksum does not match the payload of key {header.key}")
-        chunks = encode_result(header, payload)
-        record = Record(
-            key=header.key,
-            task_name=header.task_name,
-            task_qualname=header.task_qualname,
-            created_at=header.created_at,
-            expires_at=header.expires_at,
-            last_hit_at=None,
-            hit_count=0,
-            size_bytes=sum(memoryview(chunk).nbytes for chunk in chunks),
-            serializer=header.serializer,
-            storage=storage.url,
-            location=location,
-            checksum=header.checksum,
-            compute_seconds=header.compute_seconds,
-            run_id=header.run_id,
-            components=dict(header.components),
-        )
-        where = (storage.url, location)
+        chunks = encode_result(header, payload, signing_key=self.signing_key)
         storage.write(location, chunks)
+        return self._commit(header, sum(memoryview(c).nbytes for c in chunks), storage, location)
+
+    def save_value(
+        self,
+        key: str,
+        value: object,
+        serializer: Serializer,
+        storage: ResultStorage,
+        location: str,
+        *,
+        task_name: str,
+        task_qualname: str,
+        created_at: float,
+        expires_at: float | None = None,
+        compute_seconds: float = 0.0,
+        run_id: str | None = None,
+        components: dict[str, str] | None = None,
+    ) -> Record:
+        """Serializes and stores a result, the payload streamed straight into its file.
+
+        The serializer writes into the result file (its `dump`, if it has one; see
+        `dump_value`), so a large value is never also held serialized in memory. Then, as in
+        `save`, the index row is committed.
+
+        Args:
+            key: The cache key.
+            value: The result.
+            serializer: Its serializer; `serializer.name` goes into the header and the row.
+            storage: Where to write the file.
+            location: The file's location in `storage` (see `default_location`).
+            task_name: The task's name.
+            task_qualname: The function's `module.qualname`.
+            created_at: Unix seconds.
+            expires_at: Unix seconds, or None for never.
+            compute_seconds: How long computing the result took.
+            run_id: The flow run, if any.
+            components: Per-component hashes of the cache policy.
+
+        Returns:
+            The new record.
+
+        Raises:
+            SerializationError: `value` cannot be serialized; nothing is written.
+            ValueError: `location` is not valid, or a time is not finite.
+            OSError: The file could not be written (a full or read-only storage); nothing is
+                left behind.
+            sqlite3.Error: The index could not be written; the new file is deleted.
+            CorruptIndexError: The index file is damaged.
+        """
+        location = check_location(location)
+        draft = make_header(  # its checksum and size are the payload's, once written
+            key,
+            b"",
+            task_name=task_name,
+            task_qualname=task_qualname,
+            serializer=serializer.name,
+            created_at=created_at,
+            expires_at=expires_at,
+            compute_seconds=compute_seconds,
+            run_id=run_id,
+            components=components,
+        )
+        write = partial(dump_value, serializer, value)
+        header, size = write_streamed(storage, location, draft, write, self.signing_key)
+        return self._commit(header, size, storage, location)
+
+    def _commit(
+        self, header: ResultHeader, size: int, storage: ResultStorage, location: str
+    ) -> Record:
+        """Commits the row of a file just written; see `save`."""
+        record = Record.from_header(header, storage.url, location, size)
+        where = (storage.url, location)
         old: tuple[str, str] | None = None
         old_known = False
         try:
@@ -223,14 +346,15 @@ class Store:
                 old = conn.execute(_SELECT_WHERE, (record.key,)).fetchone()
                 old_known = True
                 Index.upsert(conn, record)
+        except CorruptIndexError:
+            raise  # the file is a valid result, which rebuild_index will adopt: keep it
         except BaseException:
             if not old_known:
                 old = self._where(record.key)
             if old is None or tuple(old) != where:
                 _delete_quietly(storage, location)
             raise
-        with self._lock:
-            self._hits.pop(record.key, None)  # they were hits of the record just replaced
+        self._forget_hits(record.key)  # they were hits of the record just replaced
         self._warned.discard(where)
         if old is not None and tuple(old) != where:
             self._delete_file(*old)
@@ -252,57 +376,6 @@ class Store:
             return
         _delete_quietly(storage, location)
 
-    def note_hit(self, key: str, now: float) -> None:
-        """Counts a hit of `key` at `now`; written to the index in batches, not per hit.
-
-        A batch is flushed after `HIT_FLUSH_COUNT` hits, on the first hit `HIT_FLUSH_SECONDS`
-        or more after the oldest pending one, by `close()`, and at interpreter exit.
-        """
-        with self._lock:  # on every hit: kept to a few dict and attribute operations
-            hits = self._hits
-            entry = hits.get(key)
-            if entry is None:
-                if not hits:
-                    self._batch_start = now
-                hits[key] = [1, now]
-            else:
-                entry[0] += 1
-                if now > entry[1]:
-                    entry[1] = now
-            pending = self._pending = self._pending + 1
-            age = now - self._batch_start
-        # Either way round: the wall clock may step back.
-        if pending >= HIT_FLUSH_COUNT or not -HIT_FLUSH_SECONDS < age < HIT_FLUSH_SECONDS:
-            self._flush_quietly()
-
-    def flush_hits(self) -> None:
-        """Writes the pending hits to the index in one transaction.
-
-        Raises:
-            sqlite3.Error: The index could not be written; the hits stay pending.
-        """
-        with self._lock:
-            hits, self._hits = self._hits, {}
-            self._pending = 0
-        if not hits:
-            return
-        try:
-            with self.index.transaction() as conn:
-                Index.add_hits(conn, ((int(c), t, k) for k, (c, t) in hits.items()))
-        except BaseException:
-            with self._lock:
-                for key, (count, last) in hits.items():
-                    entry = self._hits.setdefault(key, [0, last])
-                    entry[0] += count
-                    entry[1] = max(entry[1], last)
-            raise
-
-    def _flush_quietly(self) -> None:
-        try:
-            self.flush_hits()
-        except Exception as exc:  # hit statistics must never fail a task call
-            _log.warning("Could not record cache hits in the index %s: %s", self.path, exc)
-
     def delete(self, key: str) -> bool:
         """Removes the record of `key`, then its file.
 
@@ -315,8 +388,7 @@ class Store:
                 conn.execute("DELETE FROM records WHERE key = ?", (key,))
         if old is None:
             return False
-        with self._lock:
-            self._hits.pop(key, None)
+        self._forget_hits(key)
         self._delete_file(*old)
         return True
 
@@ -324,11 +396,6 @@ class Store:
         """Flushes pending hits and closes this thread's connection (reopened on next use)."""
         self._flush_quietly()
         self.index.close()
-
-    def _after_fork(self) -> None:
-        self._lock = threading.Lock()  # another thread may have held it at fork time
-        self._hits = {}  # the parent flushes its own hits
-        self._pending = 0
 
 
 _SELECT_WHERE: Final = "SELECT storage, location FROM records WHERE key = ?"
@@ -345,44 +412,10 @@ def _delete_quietly(storage: ResultStorage, location: str) -> None:
         _log.debug("could not delete %s: %s", _describe(storage, location), exc)
 
 
-_LIVE: weakref.WeakSet[Store] = weakref.WeakSet()
-_STORES: dict[str, Store] = {}
-_STORES_LOCK = threading.Lock()
-
-
-def open_store(index_path: str | os.PathLike[str]) -> Store:
-    """The process's `Store` for an index file: one per resolved path, shared by all threads.
-
-    Args:
-        index_path: The index file (`~` expanded; symlinks and relative paths resolved).
-
-    Returns:
-        The shared store.
-    """
-    name = os.fspath(index_path)
-    store = _STORES.get(name)
-    if store is not None:
-        return store
-    resolved = os.path.realpath(os.path.expanduser(name))
-    with _STORES_LOCK:
-        store = _STORES.get(resolved)
-        if store is None:
-            store = _STORES[resolved] = Store(resolved)
-        if os.path.isabs(name):  # a relative name may mean another file after a chdir
-            _STORES[name] = store
-    return store
-
-
-def _flush_all() -> None:
-    for store in list(_LIVE):
-        store._flush_quietly()
-
-
-def _after_fork_in_child() -> None:
-    for store in list(_LIVE):
-        store._after_fork()
-
-
-atexit.register(_flush_all)
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+def _problem(exc: Exception) -> str:
+    """What a warning says about a result file that could not be used."""
+    if isinstance(exc, Refused):
+        return str(exc)
+    if isinstance(exc, CorruptResultError):
+        return f"is damaged: {exc}"
+    return f"cannot be read: {type(exc).__name__}: {exc}"  # whatever the filesystem says

@@ -1,0 +1,201 @@
+"""SQLite connections to the index: taskstash's settings, write transactions, migrations.
+
+Connections are in autocommit mode (`isolation_level=None`) so that transactions are explicit:
+every write runs inside `transaction()`, which takes the write lock up front with
+`BEGIN IMMEDIATE`. WAL mode lets readers run while one writer writes, across threads and
+processes. `Index` (in `taskstash.store.index`) keeps one connection per thread and process.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Final
+
+from taskstash.exceptions import CorruptIndexError, TaskstashError
+from taskstash.store.base import makedirs_private
+from taskstash.store.schema import MIGRATIONS, SCHEMA_VERSION
+
+__all__ = [
+    "TIMEOUT_SECONDS",
+    "connect",
+    "damaged",
+    "is_corruption",
+    "migrate",
+    "transaction",
+    "user_version",
+]
+
+TIMEOUT_SECONDS: Final = 30.0
+
+# Applied by connect() to every connection, in this order. Values are constants: PRAGMA takes no
+# parameters, so nothing here is ever formatted from user input.
+_PRAGMAS: Final = (
+    # Wait up to this many ms for another connection's lock instead of failing at once with
+    # "database is locked". Set first, so that the pragmas below wait too.
+    ("busy_timeout", int(TIMEOUT_SECONDS * 1000)),
+    # Write-ahead log: readers never block the writer nor the writer readers, and a commit is an
+    # append. Persistent in the file; only the first connection ever really switches.
+    ("journal_mode", "wal"),
+    # With WAL, sync at checkpoints, not at every commit: a power loss may drop the last commits
+    # but never corrupts the database. A lost row is a miss; its result file is an orphan that
+    # `taskstash verify --fix` removes or `taskstash reindex` adopts.
+    ("synchronous", "normal"),
+    # Enforce the foreign keys that later schema versions may add (SQLite's default is off).
+    ("foreign_keys", "on"),
+)
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """A write transaction: `BEGIN IMMEDIATE`, then `COMMIT`, or `ROLLBACK` on any exception.
+
+    `IMMEDIATE` takes the write lock at the start (waiting up to the busy timeout), so that a
+    transaction that reads then writes cannot fail half-way with "database is locked".
+
+    Args:
+        conn: A connection from `connect()` (autocommit mode).
+
+    Yields:
+        `conn`.
+    """
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+# SQLITE_CORRUPT ("database disk image is malformed") and SQLITE_NOTADB ("file is not a
+# database"), as primary result codes: the low byte of an extended code.
+_CORRUPTION_CODES: Final = frozenset({11, 26})
+
+
+def is_corruption(exc: sqlite3.Error) -> bool:
+    """Whether an SQLite error means the database file is damaged (not busy, full or locked)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in _CORRUPTION_CODES
+
+
+def damaged(path: str, exc: BaseException) -> CorruptIndexError:
+    """The error for a damaged index file, naming it and how to rebuild it."""
+    return CorruptIndexError(
+        f"the taskstash index {path} is damaged ({exc}). The results themselves are safe in "
+        "their storage: rebuild the index from them with "
+        f"taskstash.store.rebuild_index({path!r}, <each result storage: a directory such as "
+        "$TASKSTASH_HOME/storage, or a URL>), which moves the damaged file aside",
+        path,
+    )
+
+
+def user_version(conn: sqlite3.Connection) -> int:
+    """The schema version recorded in the database file."""
+    version: int = conn.execute("PRAGMA user_version").fetchone()[0]
+    return version
+
+
+def _check_version(version: int, path: str) -> None:
+    if version > SCHEMA_VERSION:
+        raise TaskstashError(
+            f"the taskstash index {path} has schema version {version}, newer than the "
+            f"{SCHEMA_VERSION} this taskstash knows: upgrade taskstash, or point "
+            "TASKSTASH_INDEX_PATH elsewhere"
+        )
+
+
+def migrate(conn: sqlite3.Connection, path: str) -> bool:
+    """Brings the database up to `SCHEMA_VERSION`, in one transaction.
+
+    Args:
+        conn: A connection from `connect()`.
+        path: The file, named in errors.
+
+    Returns:
+        Whether any migration ran.
+
+    Raises:
+        TaskstashError: The database is newer than this code.
+    """
+    version = user_version(conn)
+    if version == SCHEMA_VERSION:
+        return False  # the common case: a read, no lock taken
+    _check_version(version, path)
+    with transaction(conn):
+        version = user_version(conn)  # another process may have migrated in the meantime
+        _check_version(version, path)
+        for step in MIGRATIONS[version:]:
+            step(conn)
+        # Not a parameter (PRAGMA takes none), but an int constant of this module.
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION:d}")
+    return version < SCHEMA_VERSION
+
+
+def _create_private(path: str) -> None:
+    """Creates the index file owner-only (0o600) if missing; SQLite gives -wal and -shm its mode."""
+    parent = os.path.dirname(path)
+    if parent:
+        makedirs_private(parent)
+    fd = os.open(path, os.O_RDONLY | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+    os.close(fd)
+
+
+def _set_wal(conn: sqlite3.Connection, path: str) -> None:
+    if conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+        return
+    # Switching needs a moment alone with the file; several first connections at once may see
+    # SQLITE_BUSY without waiting, so retry until the timeout.
+    deadline = time.monotonic() + TIMEOUT_SECONDS
+    while True:
+        try:
+            mode = conn.execute("PRAGMA journal_mode = wal").fetchone()[0]
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+            continue
+        if mode != "wal":
+            raise TaskstashError(f"cannot put the taskstash index {path} in WAL mode ({mode})")
+        return
+
+
+def connect(
+    path: str | os.PathLike[str], *, timeout: float = TIMEOUT_SECONDS
+) -> sqlite3.Connection:
+    """Opens the index file with taskstash's settings (see `_PRAGMAS`), creating it if needed.
+
+    Does not migrate: `Index` does.
+
+    Args:
+        path: The index file.
+        timeout: Seconds to wait for another connection's lock.
+
+    Returns:
+        A connection in autocommit mode; use `transaction()` to write.
+
+    Raises:
+        CorruptIndexError: The file is not an SQLite database, or is damaged.
+    """
+    name = os.fspath(path)
+    _create_private(name)
+    conn = sqlite3.connect(name, timeout=timeout, isolation_level=None)
+    try:
+        for pragma, value in _PRAGMAS:
+            if pragma == "journal_mode":
+                _set_wal(conn, name)
+            else:
+                conn.execute(f"PRAGMA {pragma} = {value}")  # constants from _PRAGMAS only
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        if is_corruption(exc):
+            raise damaged(name, exc) from exc
+        raise
+    except BaseException:
+        conn.close()
+        raise
+    return conn

@@ -1,0 +1,240 @@
+"""Results too large to hold twice in memory: streamed into their file, checked in chunks.
+
+Writing: the serializer writes the payload straight into the result file through a
+`PayloadSink`, which hashes (and signs) it on the way; the header, reserved ahead of the payload,
+is filled in last. pickle's protocol 5 hands a large buffer (a numpy array's data) to the sink
+as one view of the array's own memory, so nothing is copied.
+
+Reading: the payload is read once in chunks to check its checksum (and signature), and the
+caller then deserializes from the file with the serializer's `load`, which for pickle reads a
+large buffer straight into the new object. So a 1 GiB array costs about 1 GiB to store and to
+load, not 2.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Callable
+from dataclasses import replace
+from typing import TYPE_CHECKING, BinaryIO, Final, cast
+
+from taskstash.exceptions import CorruptResultError
+from taskstash.hashing import Hasher
+from taskstash.store.base import ResultStorage, write_all
+from taskstash.store.results import (
+    MAX_PAYLOAD_SIZE,
+    PREFIX_SIZE,
+    ResultHeader,
+    frame_prefix,
+    header_json,
+    read_header,
+)
+from taskstash.store.signing import (
+    SIGNATURE_SIZE,
+    add_signature,
+    finish,
+    new_mac,
+    split_signature,
+)
+
+if TYPE_CHECKING:
+    import hmac
+
+__all__ = ["UNSIGNED", "PayloadSink", "Refused", "open_verified", "write_streamed"]
+
+_CHUNK: Final = 8 << 20
+
+
+class Refused(Exception):
+    """An intact result file that must not be loaded; the message says why."""
+
+
+class PayloadSink:
+    """The file a serializer writes a payload to: passed on to the result file, hashed on the way.
+
+    Attributes:
+        size: Bytes written so far.
+        failure: The error the result file raised, if a write failed (a serializer may wrap
+            it in its own error; the store reports this one).
+    """
+
+    def __init__(self, file: BinaryIO, mac: hmac.HMAC | None) -> None:
+        self.size = 0
+        self.failure: OSError | None = None
+        self._file = file
+        self._hasher = Hasher()
+        self._mac = mac
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        """Writes `data` (any C-contiguous buffer, not copied) to the result file."""
+        view = memoryview(data)
+        if view.format != "B" or view.ndim != 1:
+            view = view.cast("B")
+        self._hasher.update(view)
+        if self._mac is not None:
+            self._mac.update(view)
+        try:
+            write_all(self._file, view)
+        except OSError as exc:
+            self.failure = exc
+            raise
+        self.size += view.nbytes
+        return view.nbytes
+
+    def checksum(self) -> str:
+        """XXH3-128 hex of everything written."""
+        return self._hasher.hexdigest()
+
+
+def reserved_header_size(draft: ResultHeader, *, signed: bool) -> int:
+    """Bytes to reserve ahead of a streamed payload for the final header of `draft`.
+
+    Everything but the checksum (always 32 hex digits), `payload_size` and the signature is
+    known before the payload is; the reservation fits the widest of these.
+    """
+    widest = replace(draft, checksum="0" * 32, payload_size=MAX_PAYLOAD_SIZE)
+    return len(header_json(widest)) + (SIGNATURE_SIZE if signed else 0)
+
+
+def write_streamed(
+    storage: ResultStorage,
+    location: str,
+    draft: ResultHeader,
+    write_payload: Callable[[PayloadSink], None],
+    signing_key: bytes | None,
+) -> tuple[ResultHeader, int]:
+    """Writes a result file whose payload `write_payload` streams into a sink.
+
+    Args:
+        storage: Where.
+        location: The checked location.
+        draft: The header, but for `checksum` and `payload_size`, which are filled in.
+        write_payload: Writes the payload to the sink it is given.
+        signing_key: Sign the file with this key, or None.
+
+    Returns:
+        The final header and the size of the file.
+
+    Raises:
+        OSError: The storage could not be written (even if a serializer wrapped the error).
+        ValueError: The payload is larger than `MAX_PAYLOAD_SIZE`.
+        Exception: Whatever `write_payload` raised. Nothing is written then.
+    """
+    reserved = reserved_header_size(draft, signed=signing_key is not None)
+    mac = None if signing_key is None else new_mac(signing_key)
+    with storage.open_write(location) as file:
+        write_all(file, memoryview(frame_prefix(reserved) + b" " * reserved))
+        sink = PayloadSink(file, mac)
+        try:
+            write_payload(sink)
+        except BaseException:
+            if sink.failure is not None:
+                raise sink.failure from None
+            raise
+        if sink.size > MAX_PAYLOAD_SIZE:
+            raise ValueError(f"a payload of {sink.size} bytes is too large to store")
+        header = replace(draft, checksum=sink.checksum(), payload_size=sink.size)
+        encoded = header_json(header)
+        if mac is not None:
+            encoded = add_signature(encoded, finish(mac, encoded, sink.size))
+        file.seek(PREFIX_SIZE)
+        write_all(file, memoryview(encoded.ljust(reserved)))
+    return header, PREFIX_SIZE + reserved + sink.size
+
+
+def open_verified(
+    storage: ResultStorage, location: str, *, key: str, checksum: str, signing_key: bytes | None
+) -> BinaryIO:
+    """The payload of a result file, checked, as a file positioned at the payload's start.
+
+    The payload is read once in chunks and must match `checksum` (the index's), or else its own
+    header's checksum with the header naming `key` (a concurrent writer replaced the file);
+    with a signing key, it must also carry a valid signature. Only then is the file handed out.
+
+    What is handed out must be what was checked. A local file that nobody else can write is
+    read again in place: taskstash replaces files by renaming, never writes into one. Anything
+    else (a file other users may write while signing is on, a remote file) is copied to a
+    private temporary file while it is checked, and the copy is handed out.
+
+    Args:
+        storage: Where the file is.
+        location: Its location.
+        key: The record's key.
+        checksum: The record's checksum.
+        signing_key: The key the file must be signed with, or None.
+
+    Returns:
+        The open file; the caller closes it.
+
+    Raises:
+        Refused: The file is missing, holds another key's result, or is not signed with
+            `signing_key`.
+        CorruptResultError: The file is damaged.
+        OSError: It cannot be read.
+    """
+    file = storage.open_read(location)
+    if file is None:
+        raise Refused("is missing")
+    copy: BinaryIO | None = None
+    try:
+        header, region = read_header(file)
+        offset = file.tell()
+        signature = None if signing_key is None else split_signature(region)
+        if signing_key is not None and signature is None:
+            raise Refused(UNSIGNED)
+        if header["checksum"] != checksum and header["key"] != key:
+            raise Refused(f"holds the result of another key ({header['key']})")
+        if not _unchangeable(file, signed=signing_key is not None):
+            import tempfile
+
+            copy = cast(BinaryIO, tempfile.TemporaryFile())  # noqa: SIM115 (handed out open)
+        hasher = Hasher()
+        mac = None if signing_key is None else new_mac(signing_key)
+        remaining: int = header["payload_size"]
+        while remaining:
+            chunk = file.read(min(_CHUNK, remaining))
+            if not chunk:
+                raise CorruptResultError("result file truncated while it was read")
+            hasher.update(chunk)
+            if mac is not None:
+                mac.update(chunk)
+            if copy is not None:
+                copy.write(chunk)
+            remaining -= len(chunk)
+        if hasher.hexdigest() != header["checksum"]:
+            raise CorruptResultError("result payload does not match its checksum")
+        if mac is not None and signature is not None:
+            import hmac
+
+            unsigned, expected = signature
+            if not hmac.compare_digest(finish(mac, unsigned, header["payload_size"]), expected):
+                raise Refused(UNSIGNED)
+        if copy is None:
+            file.seek(offset)
+            return file
+        file.close()
+        copy.seek(0)
+        return copy
+    except BaseException:
+        file.close()
+        if copy is not None:
+            copy.close()
+        raise
+
+
+UNSIGNED: Final = "is not signed with this store's signing key"
+
+
+def _unchangeable(file: BinaryIO, *, signed: bool) -> bool:
+    """Whether nobody but this user (and root) could change `file` while it is being read."""
+    try:
+        status = os.fstat(file.fileno())
+    except (AttributeError, OSError, ValueError):
+        return False  # not a local file: a remote object may be replaced between two reads
+    if not stat.S_ISREG(status.st_mode):
+        return False
+    if not signed:
+        return True  # unsigned, the storage's writers are trusted; taskstash never writes in place
+    geteuid = getattr(os, "geteuid", None)
+    return geteuid is not None and status.st_uid == geteuid() and not status.st_mode & 0o022
