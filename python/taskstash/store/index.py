@@ -19,10 +19,13 @@ import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-from taskstash.store.results import ResultHeader
+from taskstash.store.results import ResultHeader, read_result_header
 from taskstash.store.schema import MIGRATIONS, SCHEMA_VERSION
+
+if TYPE_CHECKING:
+    from taskstash.store.base import ResultStorage
 from taskstash.store.sqlite import (
     connect,
     damaged,
@@ -171,6 +174,22 @@ _ADD_HITS: Final = (
     "UPDATE records SET hit_count = hit_count + ?, "
     "last_hit_at = max(coalesce(last_hit_at, 0), ?) WHERE key = ?"
 )
+
+
+def read_file_record(storage: ResultStorage, location: str) -> Record | None:
+    """The record a result file describes, from its header alone; None if there is no file.
+
+    Raises:
+        CorruptResultError: The file is not a valid result file.
+        OSError: It cannot be read.
+    """
+    file = storage.open_read(location)
+    if file is None:
+        return None
+    with file:
+        header = read_result_header(file)
+        size = file.seek(0, os.SEEK_END)
+    return Record.from_header(header, storage.url, location, size)
 
 
 class Index:

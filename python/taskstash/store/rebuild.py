@@ -14,9 +14,8 @@ import time
 from typing import TYPE_CHECKING
 
 from taskstash.exceptions import CorruptIndexError, CorruptResultError
-from taskstash.store.index import Index, Record
+from taskstash.store.index import Index, Record, read_file_record
 from taskstash.store.registry import stores_of
-from taskstash.store.results import read_result_header
 from taskstash.store.sqlite import connect, is_corruption
 from taskstash.store.storages import ResultStorage, resolve_storage
 
@@ -105,20 +104,17 @@ def _scan(storages: list[ResultStorage]) -> tuple[dict[str, Record], int, int]:
         for location in storage.locations():
             files += 1
             try:
-                file = storage.open_read(location)
-                if file is None:
+                record = read_file_record(storage, location)
+                if record is None:
                     raise FileNotFoundError(location)  # deleted since it was listed
-                with file:
-                    header = read_result_header(file)
-                    size = file.seek(0, os.SEEK_END)
             except (CorruptResultError, OSError) as exc:
                 skipped += 1
                 _log.debug("skipped %s/%s: %s", storage.url.rstrip("/"), location, exc)
                 continue
-            known = records.get(header.key)
-            if known is not None and known.created_at >= header.created_at:
+            known = records.get(record.key)
+            if known is not None and known.created_at >= record.created_at:
                 continue
-            records[header.key] = Record.from_header(header, storage.url, location, size)
+            records[record.key] = record
     return records, files, skipped
 
 

@@ -23,7 +23,7 @@ from typing import BinaryIO, Final, TypeAlias
 from taskstash.exceptions import CorruptIndexError, CorruptResultError
 from taskstash.hashing import hash_bytes
 from taskstash.store.hits import HIT_FLUSH_COUNT, HIT_FLUSH_SECONDS, HitCounter
-from taskstash.store.index import Index, Record
+from taskstash.store.index import Index, Record, read_file_record
 from taskstash.store.results import (
     ResultHeader,
     encode_result,
@@ -172,7 +172,7 @@ class Store(HitCounter):
         try:
             data = storage.read(record.location)
             if data is None:
-                raise Refused("is missing")
+                raise Refused(_MISSING)
             payload = payload_if_checksum(data, record.checksum)
             if payload is None:
                 header, payload = split_result(data)
@@ -184,8 +184,31 @@ class Store(HitCounter):
                 raise Refused(UNSIGNED)
             return payload
         except Exception as exc:
+            if (
+                isinstance(exc, Refused)
+                and str(exc) == _MISSING
+                and not self._lost(record, storage)
+            ):
+                return None  # evicted (and maybe saved again) while we read: a plain miss
             self._warn_once(storage, record, _problem(exc))
         return None
+
+    def _lost(self, record: Record, storage: ResultStorage) -> bool:
+        """Whether the index points at `record`'s file although the file is gone.
+
+        An eviction unlinks a file just before its transaction commits, and a save may record
+        the key again right after; a reader that found the file missing cannot tell those
+        from damage. Under the write lock, no such commit can be in flight, so the row and
+        the file can be checked together.
+        """
+        with self.index.transaction() as conn:
+            row = conn.execute(_SELECT_WHERE, (record.key,)).fetchone()
+            if row is None or tuple(row) != (record.storage, record.location):
+                return False
+            try:
+                return storage.read(record.location) is None
+            except OSError:
+                return True
 
     def open_payload(self, record: Record, storage: ResultStorage) -> BinaryIO | None:
         """The payload of `record` as a checked file, for results too large to hold twice.
@@ -345,7 +368,18 @@ class Store(HitCounter):
             with self.index.transaction() as conn:
                 old = conn.execute(_SELECT_WHERE, (record.key,)).fetchone()
                 old_known = True
-                Index.upsert(conn, record)
+                # Under the write lock, record the file that is at `location` now. A concurrent
+                # eviction may have removed ours, and a concurrent writer of the same key may
+                # have replaced it with its own (as valid a result): the row must describe the
+                # file beside it, never a file that is gone or different.
+                present = _present(storage, location, record.key)
+                if present is not None:
+                    Index.upsert(conn, present)
+                elif old is not None and tuple(old) == where:
+                    conn.execute("DELETE FROM records WHERE key = ?", (record.key,))
+                if old is not None and tuple(old) != where:
+                    # Unlinked under the lock too, so no save can have recorded it meanwhile.
+                    self._delete_file(*old)
         except CorruptIndexError:
             raise  # the file is a valid result, which rebuild_index will adopt: keep it
         except BaseException:
@@ -356,8 +390,6 @@ class Store(HitCounter):
             raise
         self._forget_hits(record.key)  # they were hits of the record just replaced
         self._warned.discard(where)
-        if old is not None and tuple(old) != where:
-            self._delete_file(*old)
         return record
 
     def _where(self, key: str) -> tuple[str, str] | None:
@@ -377,7 +409,11 @@ class Store(HitCounter):
         _delete_quietly(storage, location)
 
     def delete(self, key: str) -> bool:
-        """Removes the record of `key`, then its file.
+        """Removes the record of `key` and its file.
+
+        The file is unlinked while the index's write lock is held, so a concurrent save of the
+        same key (which records only the file it finds under that lock) never ends up with a
+        row whose file this removed.
 
         Returns:
             Whether there was a record.
@@ -386,10 +422,10 @@ class Store(HitCounter):
             old = conn.execute(_SELECT_WHERE, (key,)).fetchone()
             if old is not None:
                 conn.execute("DELETE FROM records WHERE key = ?", (key,))
+                self._delete_file(*old)
         if old is None:
             return False
         self._forget_hits(key)
-        self._delete_file(*old)
         return True
 
     def close(self) -> None:
@@ -399,6 +435,16 @@ class Store(HitCounter):
 
 
 _SELECT_WHERE: Final = "SELECT storage, location FROM records WHERE key = ?"
+_MISSING: Final = "is missing"
+
+
+def _present(storage: ResultStorage, location: str, key: str) -> Record | None:
+    """The record of the result file of `key` now at `location`, if there is a sound one."""
+    try:
+        found = read_file_record(storage, location)
+    except (CorruptResultError, OSError):
+        return None
+    return found if found is not None and found.key == key else None
 
 
 def _describe(storage: ResultStorage, location: str) -> str:
