@@ -460,3 +460,36 @@ def test_reading_follows_links_but_serves_only_what_the_index_recorded(
     assert store.load(record, storage) is None
     assert len(log) == 1
     store.close()
+
+
+def test_an_index_that_cannot_be_created_does_not_fail_calls(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a file where the index's directory should be")
+    monkeypatch.setenv("TASKSTASH_INDEX_PATH", str(blocker / "index.db"))
+    settings.reload()
+    ran: list[int] = []
+
+    @task(cache_policy=INPUTS.configure(isolation_level="SERIALIZABLE"))
+    def double(x: int) -> int:
+        ran.append(x)
+        return 2 * x
+
+    captured: list[logging.LogRecord] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            captured.append(record)
+
+    handler = Collect()
+    logging.getLogger("taskstash").addHandler(handler)
+    try:
+        assert double(2) == 4
+        assert double(2) == 4
+    finally:
+        logging.getLogger("taskstash").removeHandler(handler)
+    assert ran == [2, 2]
+    warnings = [r.getMessage() for r in captured if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "the cache index cannot be used" in warnings[0]

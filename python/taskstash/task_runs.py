@@ -45,6 +45,9 @@ __all__ = ["memory_layer", "run", "run_async", "start"]
 # function call, reported only at DEBUG.
 _INFO, _DEBUG, _ERROR = logging.INFO, logging.DEBUG, logging.ERROR
 
+# What a broken or unreachable index raises; none of them may fail the user's call.
+_INDEX_ERRORS = (CacheCorruptedError, sqlite3.Error, OSError)
+
 memory_layer = MemoryLayer()
 """Results kept in this process for tasks with `cache_result_in_memory=True`."""
 
@@ -81,7 +84,11 @@ def run(task: Task[Any, Any], call: _Call, return_state: bool) -> Any:
     if call.lock is None:
         return _run_body(task, call, return_state)
     key, holder = _lock_of(call)
-    call.lock.acquire_lock(key, holder)
+    try:
+        call.lock.acquire_lock(key, holder)
+    except _INDEX_ERRORS as exc:
+        _warn_index_unusable(task, exc)
+        return _run_body(task, call, return_state)
     try:
         # Whoever held the lock before may have stored the result meanwhile.
         value = _look_again(call)
@@ -89,7 +96,7 @@ def run(task: Task[Any, Any], call: _Call, return_state: bool) -> Any:
             return Cached(value) if return_state else value
         return _run_body(task, call, return_state)
     finally:
-        call.lock.release_lock(key, holder)
+        _release(call, key, holder)
 
 
 def _run_body(task: Task[Any, Any], call: _Call, return_state: bool) -> Any:
@@ -111,14 +118,18 @@ async def run_async(
     if call.lock is None:
         return await _run_async_body(task, call, return_state)
     key, holder = _lock_of(call)
-    await call.lock.aacquire_lock(key, holder)
+    try:
+        await call.lock.aacquire_lock(key, holder)
+    except _INDEX_ERRORS as exc:
+        _warn_index_unusable(task, exc)
+        return await _run_async_body(task, call, return_state)
     try:
         value = _look_again(call)
         if value is not MISSING:
             return Cached(value) if return_state else value
         return await _run_async_body(task, call, return_state)
     finally:
-        call.lock.release_lock(key, holder)
+        _release(call, key, holder)
 
 
 async def _run_async_body(task: Task[Any, Any], call: _Call, return_state: bool) -> Any:
@@ -128,6 +139,16 @@ async def _run_async_body(task: Task[Any, Any], call: _Call, return_state: bool)
     except Exception as exc:
         return _failed(call, exc, return_state)
     return _completed(call, value, time.perf_counter() - started, return_state)
+
+
+def _release(call: _Call, key: str, holder: str) -> None:
+    assert call.lock is not None
+    try:
+        call.lock.release_lock(key, holder)
+    except _INDEX_ERRORS as exc:
+        # The lock row stays behind; it frees itself when this process exits (or its lease
+        # ends), so waiters are delayed, never blocked for good.
+        _warn_index_unusable(call.task, exc)
 
 
 def _lock_of(call: _Call) -> tuple[str, str]:
@@ -180,8 +201,8 @@ def start(task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -
             value = _find(task, store, storage, key, task_run, flow_run)
             if value is not MISSING:
                 return True, value
-    except CacheCorruptedError as exc:  # a damaged index must not fail the user's call
-        _warn_once(task, "index", f"{exc}; until then its calls run uncached")
+    except _INDEX_ERRORS as exc:  # a damaged or unreachable index must not fail the call
+        _warn_index_unusable(task, exc)
         return False, _Call(task, args, kwargs, parameters, flow_run, task_run, None)
     call = _Call(task, args, kwargs, parameters, flow_run, task_run, None, refresh)
     call.record = _Destination(key, dict(components), store, storage, _location(call, key))
@@ -390,6 +411,14 @@ def _warn_once(task: Task[Any, Any], cause: str, message: str) -> None:
         return
     task.warned.add(cause)
     logger.warning("Task %r: %s. (Said once per task.)", task.name, message)
+
+
+def _warn_index_unusable(task: Task[Any, Any], exc: BaseException) -> None:
+    if isinstance(exc, CacheCorruptedError):
+        problem = str(exc)  # names the file and how to rebuild it
+    else:
+        problem = f"the cache index cannot be used ({type(exc).__name__}: {exc})"
+    _warn_once(task, "index", f"{problem}; until then its calls run uncached")
 
 
 def _warn_unhashable(task: Task[Any, Any], parameters: dict[str, Any], error: HashingError) -> None:
