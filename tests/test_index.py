@@ -96,9 +96,11 @@ def test_schema_is_created_with_its_version(store: Store) -> None:
         columns = [row[1] for row in conn.execute("PRAGMA table_info(records)")]
     assert version == SCHEMA_VERSION == len(MIGRATIONS)
     assert journal == "wal"
-    assert columns == list(COLUMNS)
+    assert columns == [*COLUMNS, "computations"]  # computations is kept by SQL, not by Record
     assert {
         ("table", "records"),
+        ("table", "locks"),
+        ("table", "totals"),
         ("view", "records_readable"),
         ("view", "task_stats"),
         ("index", "records_task_name"),
@@ -477,3 +479,55 @@ def test_docs_queries_run(store: Store, storage: LocalStorage) -> None:
     assert [row[0] for row in expired] == [key_of(2)]
     saved = next(rows for title, rows in results.items() if "time saved" in title)
     assert saved[0][:2] == ("add_one", 1)
+
+
+def test_totals_and_computations_follow_every_write(tmp_path: Path) -> None:
+    store = Store(tmp_path / "index.db")
+    storage = LocalStorage(tmp_path / "results")
+
+    def save(key: str, payload: bytes) -> None:
+        header = make_header(
+            key, payload, task_name="t", task_qualname="m.t", serializer="pickle", created_at=1.0
+        )
+        store.save(header, payload, storage, default_location(key))
+
+    def totals() -> tuple[int, int]:
+        with raw(store.path) as conn:
+            counted: tuple[int, int] = conn.execute("SELECT records, bytes FROM totals").fetchone()
+            summed = conn.execute("SELECT count(*), coalesce(sum(size_bytes), 0) FROM records")
+            assert counted == summed.fetchone()
+        return counted
+
+    save("a" * 32, b"x" * 100)
+    save("b" * 32, b"y" * 50)
+    assert totals()[0] == 2
+    save("a" * 32, b"z" * 10)  # computed again, smaller
+    assert totals()[0] == 2
+    store.delete("b" * 32)
+    assert totals()[0] == 1
+    with raw(store.path) as conn:
+        assert conn.execute("SELECT computations FROM records").fetchall() == [(2,)]
+        stats = conn.execute("SELECT hits, computations, hit_rate FROM task_stats").fetchone()
+    assert stats == (0, 2, 0.0)
+
+
+def test_an_index_of_the_previous_version_is_migrated_with_its_records(tmp_path: Path) -> None:
+    path = tmp_path / "index.db"
+    with raw(path) as conn:  # an index as version 2 left it, with two records
+        for migrate in MIGRATIONS[:2]:
+            migrate(conn)
+        conn.execute("PRAGMA user_version = 2")
+        for key, size in (("a" * 32, 100), ("b" * 32, 23)):
+            conn.execute(
+                "INSERT INTO records (key, task_name, task_qualname, created_at, size_bytes, "
+                "serializer, storage, location, checksum) "
+                "VALUES (?, 't', 'm.t', 1.0, ?, 'pickle', '/s', ?, 'c')",
+                (key, size, key),
+            )
+    store = Store(path)
+    assert store.lookup("a" * 32, now=2.0) is not None
+    with raw(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert conn.execute("SELECT records, bytes FROM totals").fetchone() == (2, 123)
+        assert conn.execute("SELECT sum(computations) FROM records").fetchone() == (2,)
+        assert conn.execute("SELECT count(*) FROM records_readable").fetchone() == (2,)

@@ -12,15 +12,19 @@ Users import from here and from `taskstash.cache_policies`; `taskstash._native` 
 
 from taskstash import settings
 from taskstash._native import __version__
+from taskstash.cache import Cache
 from taskstash.exceptions import HashingError, TaskstashError
+from taskstash.explanations import Explanation, explain
 from taskstash.flows import Flow, flow
 from taskstash.hashing import hash_bytes, hash_objects, register
 from taskstash.states import Cached, Completed, Failed, State
 from taskstash.tasks import Task, TaskstashWarning, task
 
 __all__ = [
+    "Cache",
     "Cached",
     "Completed",
+    "Explanation",
     "Failed",
     "Flow",
     "HashingError",
@@ -29,6 +33,7 @@ __all__ = [
     "TaskstashError",
     "TaskstashWarning",
     "__version__",
+    "explain",
     "flow",
     "hash_bytes",
     "hash_objects",

@@ -11,15 +11,17 @@ They are read on first use and kept; call `reload()` after changing the environm
 | `TASKSTASH_TASKS_REFRESH_CACHE` | `false` | refresh every task whose `refresh_cache` is unset |
 | `TASKSTASH_LOGGING_LEVEL` | `INFO` | level of the `taskstash` logger |
 | `TASKSTASH_SIGNING_KEY` | unset | sign result files (HMAC-SHA256) and load only signed ones |
+| `TASKSTASH_MAX_SIZE` | unset | most bytes of results to keep (`500MB`, `2GiB`); LRU out first |
 """
 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["Settings", "current", "reload"]
+__all__ = ["Settings", "current", "parse_size", "reload"]
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -38,6 +40,7 @@ class Settings:
         signing_key: The key (UTF-8 bytes of `TASKSTASH_SIGNING_KEY`) that result files are
             signed with and must be signed with to be loaded; None (unset or empty) for no
             signing. Kept out of `repr`, so that it does not end up in logs.
+        max_size: The most bytes of results the index may hold; None for no limit.
     """
 
     home: Path
@@ -46,6 +49,7 @@ class Settings:
     tasks_refresh_cache: bool
     logging_level: str
     signing_key: bytes | None = field(default=None, repr=False)
+    max_size: int | None = None
 
     @classmethod
     def from_environment(cls) -> Settings:
@@ -65,6 +69,7 @@ class Settings:
             tasks_refresh_cache=_flag("TASKSTASH_TASKS_REFRESH_CACHE"),
             logging_level=env.get("TASKSTASH_LOGGING_LEVEL", "INFO").upper(),
             signing_key=_signing_key(),
+            max_size=_max_size(),
         )
 
 
@@ -72,6 +77,34 @@ def _signing_key() -> bytes | None:
     # surrogateescape gives back the exact bytes of a variable that is not valid UTF-8.
     key = os.environ.get("TASKSTASH_SIGNING_KEY", "").encode("utf-8", "surrogateescape")
     return key or None
+
+
+_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]i?)?b?\s*", re.IGNORECASE)
+_UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
+
+
+def parse_size(text: str) -> int:
+    """Bytes from `10000`, `500MB`, `1.5GB` (powers of 1000) or `2GiB` (powers of 1024).
+
+    Raises:
+        ValueError: `text` is not a size.
+    """
+    match = _SIZE.fullmatch(text)
+    if match is None:
+        raise ValueError(f"{text!r} is not a size; write it like 10000, 500MB or 2GiB")
+    number, unit = match.group(1), (match.group(2) or "").lower()
+    scale = 1024 ** "kmgt".index(unit[0]) * 1024 if unit.endswith("i") else _UNITS[unit]
+    return int(float(number) * scale)
+
+
+def _max_size() -> int | None:
+    text = os.environ.get("TASKSTASH_MAX_SIZE", "").strip()
+    if not text:
+        return None
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise ValueError(f"TASKSTASH_MAX_SIZE: {exc}") from None
 
 
 def _flag(name: str) -> bool:

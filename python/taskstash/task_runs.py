@@ -39,7 +39,7 @@ from taskstash.store.memory import MISSING, MemoryLayer
 if TYPE_CHECKING:
     from taskstash.tasks import Task
 
-__all__ = ["memory_layer", "run", "run_async", "start"]
+__all__ = ["key_of", "memory_layer", "run", "run_async", "start"]
 
 # Inside a flow every task run is reported, as a flow's log; outside one a task is just a cached
 # function call, reported only at DEBUG.
@@ -261,6 +261,7 @@ def _resolve(
     `settings.reload()` makes a new settings object, so a changed environment is picked up.
     """
     store = open_store(_index_path(task), current.signing_key)
+    store.max_bytes = current.max_size
     storage = resolve_storage(task.result_storage, current.local_storage_path)
     task.resolved = (current, store, storage)
     return task.resolved
@@ -273,14 +274,25 @@ def _key(
     task_run: TaskRun,
 ) -> tuple[str, list[tuple[str, str]]] | None:
     """The call's key and named components, or None if the call is not to be cached."""
-    policy = task.cache_policy
-    context = TaskRunContext(task, task_run, parameters, flow_run)
-    flow_parameters = flow_run.parameters if flow_run is not None else None
     try:
-        components = policy.components(context, parameters, flow_parameters)
+        return key_of(task, TaskRunContext(task, task_run, parameters, flow_run))
     except HashingError as error:
         _warn_unhashable(task, parameters, error)
         return None
+
+
+def key_of(
+    task: Task[Any, Any], context: TaskRunContext
+) -> tuple[str, list[tuple[str, str]]] | None:
+    """The key of a call and its policy's named components; None if no component yields one.
+
+    Raises:
+        HashingError: An argument (or flow parameter) has no canonical form.
+    """
+    policy = task.cache_policy
+    flow_run = context.flow_run
+    flow_parameters = flow_run.parameters if flow_run is not None else None
+    components = policy.components(context, context.parameters, flow_parameters)
     if not components:
         return None
     if isinstance(policy, CacheKeyFnPolicy):

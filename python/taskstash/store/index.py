@@ -168,7 +168,10 @@ _SELECT_HIT: Final = (
 )
 _UPSERT: Final = (
     f"INSERT INTO records ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))}) "
-    "ON CONFLICT (key) DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in COLUMNS[1:])
+    "ON CONFLICT (key) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in COLUMNS[1:])
+    # Replacing a record means its key was computed again (see the task_stats hit rate).
+    + ", computations = records.computations + 1"
 )
 _ADD_HITS: Final = (
     "UPDATE records SET hit_count = hit_count + ?, "

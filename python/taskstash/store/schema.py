@@ -12,7 +12,7 @@ from typing import Final
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION"]
 
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 
 
 def _migrate_to_1(conn: sqlite3.Connection) -> None:
@@ -112,9 +112,101 @@ def _migrate_to_2(conn: sqlite3.Connection) -> None:
     )
 
 
+def _migrate_to_3(conn: sqlite3.Connection) -> None:
+    """Version 3: computations per record, running totals, and the views that show them."""
+    # How often the key was computed (stored): with hit_count, the hit rate of a record.
+    conn.execute("ALTER TABLE records ADD COLUMN computations INTEGER NOT NULL DEFAULT 1")
+    # Record count and bytes of the whole index, kept by triggers: a size limit is checked on
+    # every write, and must not scan the table to do it.
+    conn.execute(
+        """
+        CREATE TABLE totals (
+            id      INTEGER PRIMARY KEY CHECK (id = 1),
+            records INTEGER NOT NULL,
+            bytes   INTEGER NOT NULL
+        )
+        """
+    )
+    conn.execute("INSERT INTO totals SELECT 1, count(*), coalesce(sum(size_bytes), 0) FROM records")
+    conn.execute(
+        """
+        CREATE TRIGGER records_counted_in AFTER INSERT ON records BEGIN
+            UPDATE totals SET records = records + 1, bytes = bytes + new.size_bytes WHERE id = 1;
+        END
+        """
+    )
+    conn.execute(
+        """
+        CREATE TRIGGER records_counted_out AFTER DELETE ON records BEGIN
+            UPDATE totals SET records = records - 1, bytes = bytes - old.size_bytes WHERE id = 1;
+        END
+        """
+    )
+    conn.execute(
+        """
+        CREATE TRIGGER records_resized AFTER UPDATE OF size_bytes ON records BEGIN
+            UPDATE totals SET bytes = bytes - old.size_bytes + new.size_bytes WHERE id = 1;
+        END
+        """
+    )
+    conn.execute("DROP VIEW records_readable")
+    conn.execute(
+        """
+        CREATE VIEW records_readable AS
+        SELECT
+            key,
+            task_name,
+            task_qualname,
+            strftime('%Y-%m-%dT%H:%M:%fZ', created_at, 'unixepoch') AS created,
+            strftime('%Y-%m-%dT%H:%M:%fZ', expires_at, 'unixepoch') AS expires,
+            strftime('%Y-%m-%dT%H:%M:%fZ', last_hit_at, 'unixepoch') AS last_hit,
+            expires_at IS NOT NULL
+                AND expires_at <= (julianday('now') - 2440587.5) * 86400.0 AS expired,
+            hit_count,
+            size_bytes,
+            CASE
+                WHEN size_bytes < 1024 THEN size_bytes || ' B'
+                WHEN size_bytes < 1048576 THEN printf('%.1f KiB', size_bytes / 1024.0)
+                WHEN size_bytes < 1073741824 THEN printf('%.1f MiB', size_bytes / 1048576.0)
+                ELSE printf('%.1f GiB', size_bytes / 1073741824.0)
+            END AS size,
+            round(compute_seconds, 6) AS compute_seconds,
+            serializer,
+            storage,
+            location,
+            checksum,
+            run_id,
+            components,
+            computations
+        FROM records
+        """
+    )
+    conn.execute("DROP VIEW task_stats")
+    conn.execute(
+        """
+        CREATE VIEW task_stats AS
+        SELECT
+            task_name,
+            count(*) AS records,
+            sum(size_bytes) AS total_bytes,
+            sum(hit_count) AS hits,
+            sum(computations) AS computations,
+            round(sum(hit_count) * 1.0 / (sum(hit_count) + sum(computations)), 4) AS hit_rate,
+            sum(compute_seconds) AS compute_seconds,
+            sum(hit_count * compute_seconds) AS compute_seconds_saved,
+            strftime('%Y-%m-%dT%H:%M:%fZ', min(created_at), 'unixepoch') AS first_created,
+            strftime('%Y-%m-%dT%H:%M:%fZ', max(coalesce(last_hit_at, created_at)), 'unixepoch')
+                AS last_used
+        FROM records
+        GROUP BY task_name
+        """
+    )
+
+
 MIGRATIONS: Final[tuple[Callable[[sqlite3.Connection], None], ...]] = (
     _migrate_to_1,
     _migrate_to_2,
+    _migrate_to_3,
 )
 """`MIGRATIONS[n]` upgrades a database from schema version n to n + 1. Append only."""
 assert len(MIGRATIONS) == SCHEMA_VERSION

@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterable
 from functools import partial
 from typing import BinaryIO, Final, TypeAlias
 
 from taskstash.exceptions import CorruptIndexError, CorruptResultError
 from taskstash.hashing import hash_bytes
+from taskstash.store.eviction import Removed, delete_records, evict_over, unlink_result
 from taskstash.store.hits import HIT_FLUSH_COUNT, HIT_FLUSH_SECONDS, HitCounter
 from taskstash.store.index import Index, Record, read_file_record
 from taskstash.store.results import (
@@ -83,6 +85,9 @@ class Store(HitCounter):
         self.index = Index(os.path.expanduser(os.fspath(index_path)))
         self.path = self.index.path
         self.signing_key = signing_key
+        self.max_bytes: int | None = None
+        """The most the index may hold (`TASKSTASH_MAX_SIZE`); each save evicts least recently
+        used records beyond it. None for no limit."""
         self._warned: set[tuple[str, str]] = set()
         super().__init__()
 
@@ -379,7 +384,12 @@ class Store(HitCounter):
                     conn.execute("DELETE FROM records WHERE key = ?", (record.key,))
                 if old is not None and tuple(old) != where:
                     # Unlinked under the lock too, so no save can have recorded it meanwhile.
-                    self._delete_file(*old)
+                    unlink_result(*old)
+                evicted = (
+                    []
+                    if self.max_bytes is None
+                    else evict_over(conn, self.max_bytes, keep=record.key)
+                )
         except CorruptIndexError:
             raise  # the file is a valid result, which rebuild_index will adopt: keep it
         except BaseException:
@@ -389,6 +399,8 @@ class Store(HitCounter):
                 _delete_quietly(storage, location)
             raise
         self._forget_hits(record.key)  # they were hits of the record just replaced
+        for key, _ in evicted:
+            self._forget_hits(key)
         self._warned.discard(where)
         return record
 
@@ -401,32 +413,25 @@ class Store(HitCounter):
             return None
         return row
 
-    def _delete_file(self, url: str, location: str) -> None:
-        storage = storage_for_url(url)
-        if storage is None:
-            _log.debug("cannot reach storage %s to delete %s; left for verify", url, location)
-            return
-        _delete_quietly(storage, location)
-
     def delete(self, key: str) -> bool:
-        """Removes the record of `key` and its file.
+        """Removes the record of `key` and its file; whether there was a record."""
+        return bool(self.delete_many([key]))
 
-        The file is unlinked while the index's write lock is held, so a concurrent save of the
+    def delete_many(self, keys: Iterable[str]) -> list[Removed]:
+        """Removes the records of `keys` and their files, in one write transaction.
+
+        Files are unlinked while the index's write lock is held, so a concurrent save of the
         same key (which records only the file it finds under that lock) never ends up with a
         row whose file this removed.
 
         Returns:
-            Whether there was a record.
+            `(key, bytes)` of each record that was there.
         """
         with self.index.transaction() as conn:
-            old = conn.execute(_SELECT_WHERE, (key,)).fetchone()
-            if old is not None:
-                conn.execute("DELETE FROM records WHERE key = ?", (key,))
-                self._delete_file(*old)
-        if old is None:
-            return False
-        self._forget_hits(key)
-        return True
+            removed = delete_records(conn, keys)
+        for key, _ in removed:
+            self._forget_hits(key)
+        return removed
 
     def close(self) -> None:
         """Flushes pending hits and closes this thread's connection (reopened on next use)."""

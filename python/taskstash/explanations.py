@@ -1,0 +1,101 @@
+"""Why a call misses: its key's components against the task's records. Nothing is run.
+
+    from taskstash import explain
+
+    print(explain(my_task, 3, mode="fast"))
+
+Each record keeps the hash of every cache-policy component it was keyed by (`inputs`,
+`task_source`, `run_id`, ...). `explain` computes those of the call, finds the record of the
+task that agrees on most of them, and names the components that differ: a changed argument, an
+edited task, another flow run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from taskstash import settings
+from taskstash.cache import Cache
+from taskstash.context import TaskRun, TaskRunContext, current_flow_run
+from taskstash.store import Record
+from taskstash.task_runs import _index_path, key_of
+from taskstash.tasks import Task
+
+__all__ = ["Explanation", "explain"]
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """How a call's key compares with the records of its task.
+
+    Attributes:
+        task: The task's name.
+        key: The call's key; None if the call would not be cached at all.
+        components: The call's components (name -> hash).
+        hit: Whether a live record with this key exists.
+        nearest: The record agreeing on most components (None if the task has none).
+        differs: Components whose hash differs from the nearest record's (or that one lacks).
+        reason: Why there is no key, when there is none.
+    """
+
+    task: str
+    key: str | None
+    components: dict[str, str]
+    hit: bool
+    nearest: Record | None
+    differs: list[str] = field(default_factory=list)
+    reason: str = ""
+
+    def __str__(self) -> str:
+        if self.key is None:
+            return f"{self.task}: this call is not cached ({self.reason})"
+        if self.hit:
+            return f"{self.task}: hit (key {self.key})"
+        if self.nearest is None:
+            return f"{self.task}: miss (key {self.key}); the task has no records yet"
+        changed = ", ".join(self.differs) or "nothing (the record has expired)"
+        return (
+            f"{self.task}: miss (key {self.key}); the nearest record {self.nearest.key} "
+            f"differs in: {changed}"
+        )
+
+
+def explain(task: Task[Any, Any], /, *args: Any, **kwargs: Any) -> Explanation:
+    """How the call `task(*args, **kwargs)` would be keyed, and why it would miss.
+
+    Inside a flow run the run's id and parameters count, as they would for a real call.
+
+    Raises:
+        TypeError: The arguments do not fit the task's signature.
+    """
+    parameters = task.bind(args, kwargs)
+    flow_run = current_flow_run()
+    task_run = TaskRun(task.name, flow_run.id if flow_run is not None else None)
+    if flow_run is None and task.keyed_by_run:
+        return Explanation(
+            task.name, None, {}, False, None, reason="RUN_ID outside a flow keys every call apart"
+        )
+    context = TaskRunContext(task, task_run, parameters, flow_run)
+    keyed = key_of(task, context)
+    if keyed is None:
+        return Explanation(
+            task.name, None, {}, False, None, reason="no component of its policy yields a key"
+        )
+    key, named = keyed
+    components = dict(named)
+    cache = Cache(_index_path(task), task.result_storage or settings.current().local_storage_path)
+    records = [r for r in cache.records() if r.task_qualname == task.qualified_name]
+    live = {r.key for r in cache.records(expired=False) if r.task_qualname == task.qualified_name}
+    nearest = max(records, key=lambda r: _agreement(r.components, components), default=None)
+    differs = [] if nearest is None else _differences(nearest.components, components)
+    return Explanation(task.name, key, components, key in live, nearest, differs)
+
+
+def _agreement(recorded: dict[str, str], call: dict[str, str]) -> int:
+    return sum(recorded.get(name) == value for name, value in call.items())
+
+
+def _differences(recorded: dict[str, str], call: dict[str, str]) -> list[str]:
+    names = list(call) + [name for name in recorded if name not in call]
+    return [name for name in names if recorded.get(name) != call.get(name)]

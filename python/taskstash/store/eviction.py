@@ -1,0 +1,95 @@
+"""Removing records: by key, and least recently used first to keep the cache under a size.
+
+Every function here runs inside a write transaction of the index (`Index.transaction()`) and
+unlinks result files before that transaction commits: a concurrent save of the same key, which
+records only the file it finds under the same lock, can then never end up with a row whose file
+was removed.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Iterable
+from typing import Final
+
+from taskstash.store.storages import storage_for_url
+
+__all__ = ["Removed", "delete_records", "evict_over", "unlink_result"]
+
+_log = logging.getLogger("taskstash")
+
+Removed = tuple[str, int]
+"""A removed record: its key and the bytes its file took."""
+
+# SQLite limits the number of `?` in one statement; stay well under it.
+_BATCH: Final = 500
+
+# Least recently used first: exactly the expression of the `records_last_used` index.
+_LEAST_RECENTLY_USED: Final = (
+    "SELECT key, storage, location, size_bytes FROM records WHERE key != ? "
+    "ORDER BY coalesce(last_hit_at, created_at) LIMIT ?"
+)
+
+
+def unlink_result(url: str, location: str) -> None:
+    """Deletes a result file; one that cannot be reached is left for `verify` to report."""
+    storage = storage_for_url(url)
+    if storage is None:
+        _log.debug("cannot reach storage %s to delete %s; left for verify", url, location)
+        return
+    try:
+        storage.delete(location)
+    except OSError as exc:
+        _log.debug("could not delete %s in %s: %s; left for verify", location, url, exc)
+
+
+def delete_records(conn: sqlite3.Connection, keys: Iterable[str]) -> list[Removed]:
+    """Removes the rows of `keys` and their files (inside a write transaction)."""
+    removed: list[Removed] = []
+    batch: list[str] = []
+    for key in keys:
+        batch.append(key)
+        if len(batch) == _BATCH:
+            removed += _delete_batch(conn, batch)
+            batch = []
+    if batch:
+        removed += _delete_batch(conn, batch)
+    return removed
+
+
+def _delete_batch(conn: sqlite3.Connection, keys: list[str]) -> list[Removed]:
+    marks = ", ".join("?" * len(keys))
+    rows = conn.execute(
+        f"SELECT key, storage, location, size_bytes FROM records WHERE key IN ({marks})", keys
+    ).fetchall()
+    conn.execute(f"DELETE FROM records WHERE key IN ({marks})", keys)
+    for _, url, location, _ in rows:
+        unlink_result(url, location)
+    return [(key, size) for key, _, _, size in rows]
+
+
+def evict_over(conn: sqlite3.Connection, max_bytes: int, keep: str = "") -> list[Removed]:
+    """Removes least recently used records until the index holds at most `max_bytes`.
+
+    Uses the running totals (no scan) to know whether anything must go, and the
+    `records_last_used` index to pick what. `keep` (the record just saved) is never evicted.
+    """
+    removed: list[Removed] = []
+    while True:
+        (total,) = conn.execute("SELECT bytes FROM totals").fetchone()
+        excess = total - max_bytes
+        if excess <= 0:
+            return removed
+        victims: list[str] = []
+        for key, url, location, size in conn.execute(_LEAST_RECENTLY_USED, (keep, 64)):
+            victims.append(key)
+            unlink_result(url, location)
+            removed.append((key, size))
+            excess -= size
+            if excess <= 0:
+                break
+        if not victims:
+            return removed  # only `keep` is left: it may exceed the limit on its own
+        marks = ", ".join("?" * len(victims))
+        conn.execute(f"DELETE FROM records WHERE key IN ({marks})", victims)
