@@ -25,9 +25,7 @@ crashed) is noticed at once, and leases cover the rest.
 
 from __future__ import annotations
 
-import asyncio
 import os
-import socket
 import sqlite3
 import threading
 import time
@@ -113,6 +111,8 @@ class LockManager(ABC):
         hold_timeout: float | None = None,
     ) -> bool:
         """`acquire_lock` for async code: waits without blocking the event loop."""
+        import asyncio  # here, not at the top: it costs 13 ms of `import taskstash`
+
         deadline = None if acquire_timeout is None else time.monotonic() + acquire_timeout
         pause = _POLL_FIRST
         while not self._try_acquire(key, holder, hold_timeout):
@@ -124,6 +124,8 @@ class LockManager(ABC):
 
     async def await_for_lock(self, key: str, timeout: float | None = None) -> bool:
         """`wait_for_lock` for async code."""
+        import asyncio
+
         deadline = None if timeout is None else time.monotonic() + timeout
         pause = _POLL_FIRST
         while self.is_locked(key):
@@ -235,7 +237,7 @@ def _alive(holder: _Holder) -> bool:
     return holder.pid_started is None or started is None or started == holder.pid_started
 
 
-_HOST = socket.gethostname()
+_HOST = os.uname().nodename
 
 
 class SQLiteLockManager(LockManager):
