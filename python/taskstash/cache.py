@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from itertools import islice
+from typing import Any
 
 from taskstash import settings
 from taskstash.exceptions import CorruptResultError
@@ -41,8 +42,13 @@ __all__ = ["Cache", "Pruned", "TaskStats", "Verified"]
 Progress = Callable[[int, int], None]
 """Called as `progress(done, total)` during long operations."""
 
-# Records removed per write transaction: short enough that running tasks are not held up.
-_DELETE_CHUNK = 2000
+# Each write transaction removes records for about this long: short enough that running tasks,
+# which wait for the write lock to save a result, are not held up for long; as many records as
+# fit go in each, as every commit also pays for a checkpoint of the write-ahead log.
+_DELETE_SECONDS = 0.2
+_DELETE_CHUNKS = (500, 2000, 50_000)  # the fewest records per transaction, the first, the most
+# `records(task=..., limit=...)` first looks for the newest records among this many newest rows.
+_PROBE_ROWS = 5000
 
 
 @dataclass(frozen=True)
@@ -157,14 +163,50 @@ class Cache:
             key_prefix: Only keys starting with this.
             limit: At most this many.
         """
-        where, params = _conditions(
-            task=task, expired=expired, older_than=older_than, key_prefix=key_prefix
-        )
-        sql = f"SELECT {', '.join(COLUMNS)} FROM records{where} ORDER BY created_at DESC"
+        conditions: dict[str, Any] = {
+            "task": task,
+            "expired": expired,
+            "older_than": older_than,
+            "key_prefix": key_prefix,
+        }
+        select = f"SELECT {', '.join(COLUMNS)} FROM records"
+        order = " ORDER BY created_at DESC"
+        narrowed = task is not None or expired is not None
+        if limit is not None and limit > 0 and narrowed and key_prefix is None:
+            found = self._newest(select, order, int(limit), conditions)
+            if found is not None:
+                return found
+        where, params = _conditions(**conditions)
+        sql = f"{select}{where}{order}"
         if limit is not None:
             sql += " LIMIT ?"
             params = (*params, int(limit))
         return [Record.from_row(row) for row in self._rows(sql, params)]
+
+    def _newest(
+        self, select: str, order: str, limit: int, conditions: dict[str, Any]
+    ) -> list[Record] | None:
+        """The newest `limit` matching records if they are among the newest rows; else None.
+
+        By the index of its condition (`task_name`, `expires_at`), SQLite reads and sorts every
+        matching row to find the newest few: all 100,000 records of a task in a big index. Walking
+        `records_created_at` from the newest row finds a common task's latest records after a few
+        rows instead, but would read the whole index for a rare one. So look among the newest
+        `_PROBE_ROWS` (or more, for a large limit) only; None if fewer than `limit` match there.
+        """
+        probe = max(_PROBE_ROWS, 50 * limit)
+        bound = self._rows(
+            "SELECT created_at FROM records ORDER BY created_at DESC LIMIT 1 OFFSET ?", (probe,)
+        )
+        if not bound:
+            return None  # a small index: its own indexes do well
+        # Unary `+` keeps SQLite from using the condition's index: records_created_at it is.
+        where, params = _conditions(**conditions, indexed=False)
+        sql = f"{select}{where} AND created_at >= ?{order} LIMIT ?"
+        rows = self._rows(sql, (*params, bound[0][0], limit))
+        if len(rows) < limit:
+            return None
+        return [Record.from_row(row) for row in rows]
 
     def record(self, key: str) -> Record:
         """The record whose key is `key`, or starts with it.
@@ -183,9 +225,15 @@ class Cache:
     def stats(self) -> list[TaskStats]:
         """Per task: records, bytes, hits, hit rate and compute time saved (most hits first)."""
         self.store.flush_hits()
+        # The task_stats view's columns (docs/schema.md), computed from one scan of the table:
+        # SQLite would otherwise walk records_task_name and look up every row from there,
+        # about twice as slow on a big index.
         rows = self._rows(
-            "SELECT task_name, records, total_bytes, hits, computations, hit_rate, "
-            "compute_seconds_saved FROM task_stats ORDER BY hits DESC, task_name"
+            "SELECT task_name, count(*), sum(size_bytes), sum(hit_count) AS hits, "
+            "sum(computations), "
+            "round(sum(hit_count) * 1.0 / (sum(hit_count) + sum(computations)), 4), "
+            "sum(hit_count * compute_seconds) "
+            "FROM records NOT INDEXED GROUP BY task_name ORDER BY hits DESC, task_name"
         )
         return [TaskStats(*row) for row in rows]  # type: ignore[arg-type]
 
@@ -230,6 +278,7 @@ class Cache:
         """
         chosen = dict(self._matching(expired=expired, older_than=older_than, task=task))
         if max_size is not None:
+            self.store.flush_hits()  # this process's recent hits count as recent use
             total = self.totals()[1] - sum(chosen.values())
             for key, size in self._least_recently_used(task):
                 if total <= max_size:
@@ -282,8 +331,13 @@ class Cache:
     def _remove(self, chosen: dict[str, int], progress: Progress | None) -> Pruned:
         removed: list[Removed] = []
         keys = iter(chosen)
-        while chunk := list(islice(keys, _DELETE_CHUNK)):
+        fewest, count, most = _DELETE_CHUNKS
+        while chunk := list(islice(keys, count)):
+            started = time.perf_counter()
             removed += self.store.delete_many(chunk)
+            seconds = max(time.perf_counter() - started, 1e-3)
+            # The next transaction sized to last _DELETE_SECONDS, growing at most twofold.
+            count = max(fewest, min(most, 2 * count, int(count * _DELETE_SECONDS / seconds)))
             if progress is not None:
                 progress(len(removed), len(chosen))
         return Pruned(len(removed), sum(size for _, size in removed), [k for k, _ in removed])
@@ -358,19 +412,25 @@ def _conditions(
     expired: bool | None = None,
     older_than: float | None = None,
     key_prefix: str | None = None,
+    indexed: bool = True,
 ) -> tuple[str, tuple[object, ...]]:
-    """A ` WHERE ...` clause (or "") and its parameters; every condition uses an index."""
+    """A ` WHERE ...` clause (or "") and its parameters; every condition uses an index.
+
+    With `indexed=False`, the task and expiry conditions are written so that SQLite does not
+    use their indexes (`+task_name`).
+    """
     clauses: list[str] = []
     params: list[object] = []
     now = time.time()
+    plus = "" if indexed else "+"
     if task is not None:
-        clauses.append("task_name = ?")
+        clauses.append(f"{plus}task_name = ?")
         params.append(task)
     if expired is True:
-        clauses.append("expires_at IS NOT NULL AND expires_at <= ?")
+        clauses.append(f"{plus}expires_at IS NOT NULL AND {plus}expires_at <= ?")
         params.append(now)
     elif expired is False:
-        clauses.append("(expires_at IS NULL OR expires_at > ?)")
+        clauses.append(f"({plus}expires_at IS NULL OR {plus}expires_at > ?)")
         params.append(now)
     if older_than is not None:
         clauses.append("created_at < ?")

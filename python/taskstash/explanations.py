@@ -12,6 +12,7 @@ edited task, another flow run.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,11 +86,13 @@ def explain(task: Task[Any, Any], /, *args: Any, **kwargs: Any) -> Explanation:
     key, named = keyed
     components = dict(named)
     cache = Cache(_index_path(task), task.result_storage or settings.current().local_storage_path)
-    records = [r for r in cache.records() if r.task_qualname == task.qualified_name]
-    live = {r.key for r in cache.records(expired=False) if r.task_qualname == task.qualified_name}
+    # The task's records only (records_task_name), and one lookup for the key: never a list of
+    # the whole index, which could hold a million records.
+    records = [r for r in cache.records(task=task.name) if r.task_qualname == task.qualified_name]
+    hit = cache.store.lookup(key, time.time()) is not None
     nearest = max(records, key=lambda r: _agreement(r.components, components), default=None)
     differs = [] if nearest is None else _differences(nearest.components, components)
-    return Explanation(task.name, key, components, key in live, nearest, differs)
+    return Explanation(task.name, key, components, hit, nearest, differs)
 
 
 def _agreement(recorded: dict[str, str], call: dict[str, str]) -> int:

@@ -23,7 +23,13 @@ def _configure() -> logging.Logger:
         handler.setFormatter(logging.Formatter(FORMAT, DATE_FORMAT))
         configured.addHandler(handler)
         configured.propagate = False
-        configured.setLevel(settings.current().logging_level)
+        try:
+            level = settings.current().logging_level
+        except ValueError:
+            # A bad TASKSTASH_* value must not break `import taskstash`: it is reported, with
+            # its name, where the setting is used.
+            level = "INFO"
+        configured.setLevel(level)
     return configured
 
 

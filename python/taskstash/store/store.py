@@ -367,6 +367,10 @@ class Store(HitCounter):
         """Commits the row of a file just written; see `save`."""
         record = Record.from_header(header, storage.url, location, size)
         where = (storage.url, location)
+        if self.max_bytes is not None:
+            # Eviction picks the least recently used records: this process's latest hits must
+            # be in the index first, or a record hit a moment ago would look unused.
+            self._flush_quietly()
         old: tuple[str, str] | None = None
         old_known = False
         try:
