@@ -1,0 +1,257 @@
+"""The markdown report: targets, then one table per benchmark, then the machine."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Iterable, Sequence
+
+from .peers import LATENCY_CONTENDERS, TASKSTASH, TASKSTASH_DISK
+from .plan import MIB
+from .results import Results, Timing
+from .targets import evaluate
+
+LATENCY_CASES = (
+    ("hit-small", "hit, small result"),
+    ("hit-array-result", "hit, {array} numpy result"),
+    ("hit-array-argument", "hit, {array} numpy argument"),
+    ("miss-small", "miss, small result"),
+    ("miss-array-result", "miss, {array} numpy result"),
+)
+KEY_CASES = (
+    ("key-dict5", "dict of 5 scalars"),
+    ("key-list1000", "list of 1000 ints"),
+    ("key-dataframe1000x3", "1000x3 float DataFrame"),
+)
+
+METHOD = """\
+How it was measured:
+
+- Every contender caches the same function in its own fresh directory (taskstash: a fresh
+  `TASKSTASH_HOME` per case). Times are medians over {reps} repetitions; each repetition times a
+  batch of calls sized to last about {batch} ms (a miss with a large result: one call), and
+  repetitions go contender after contender so that drift is shared. Ratios are taskstash's
+  median over the peer's, from this same run.
+- A hit calls the function again with the argument of a stored result, dropping each result
+  at once (as `timeit` does); a miss calls it with a new argument (function + storing the
+  result), after an untimed `sync` so that nobody pays for another's pending writeback. Every
+  result is checked, and so is the number of times the function body ran: a timed hit that
+  computed, or a miss that did not, fails the run.
+- "memory layer off" is `@task(cache_policy=INPUTS, cache_result_in_memory=False)`: every hit
+  reads the index row and the result file, as diskcache, joblib and cachier read theirs.
+- cachier runs with its defaults: the pickle backend keeps all of a function's entries in one
+  file, reloaded on every call and rewritten on every miss, so its costs grow with its entries.
+- Stampede: all callers start together (a barrier; a line on each process's stdin) on a cache
+  that exists but lacks the key; the function sleeps {stampede} s. A caller still waiting after
+  {hang} s is counted as hung and abandoned (threads) or killed (processes).
+"""
+
+
+def time_text(seconds: float | None) -> str:
+    """Seconds in the unit that suits them: µs, ms or s, three significant digits."""
+    if seconds is None:
+        return "—"
+    if seconds < 1e-3:
+        return f"{seconds * 1e6:.3g} µs"
+    if seconds < 1:
+        return f"{seconds * 1e3:.3g} ms"
+    return f"{seconds:.3g} s"
+
+
+def size_text(nbytes: float) -> str:
+    """Bytes as KiB or MiB."""
+    if nbytes >= MIB:
+        return f"{nbytes / MIB:.3g} MiB"
+    return f"{nbytes / 1024:.3g} KiB"
+
+
+def _cell(timing: Timing | None) -> str:
+    if timing is None:
+        return "—"
+    if timing.median is None:
+        return timing.note or "—"
+    return time_text(timing.median) + (f" ({timing.note})" if timing.note else "")
+
+
+def _ratio(mine: Timing | None, theirs: Timing | None) -> str:
+    if mine is None or theirs is None or mine.median is None or theirs.median is None:
+        return "—"
+    return f"{mine.median / theirs.median:.3g}x"
+
+
+def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return [*lines, ""]
+
+
+def _latency(results: Results) -> list[str]:
+    array = size_text(results.plan["array_bytes"])
+    titles = [title.format(array=array) for _, title in LATENCY_CASES]
+    cases = [case for case, _ in LATENCY_CASES]
+    lines = ["## Cache hits and misses", "", "Median time per call.", ""]
+    lines += _table(
+        ["contender", *titles],
+        (
+            [c.label, *(_cell(results.timing(case, c.label)) for case in cases)]
+            for c in LATENCY_CONTENDERS
+        ),
+    )
+    for mine in (TASKSTASH_DISK, TASKSTASH):
+        lines += [f"Ratios: {mine.label} ÷ peer (below 1: taskstash is faster).", ""]
+        lines += _table(
+            ["peer", *titles],
+            (
+                [
+                    c.label,
+                    *(
+                        _ratio(results.timing(case, mine.label), results.timing(case, c.label))
+                        for case in cases
+                    ),
+                ]
+                for c in LATENCY_CONTENDERS
+                if c.module != "taskstash"
+            ),
+        )
+    return lines
+
+
+def _imports(results: Results) -> list[str]:
+    timings = [t for t in results.timings if t.section == "import"]
+    mine = results.timing("import", "taskstash")
+    lines = ["## Import time", "", '`python -c "import X"`, the whole process.', ""]
+    return lines + _table(
+        ["module", "median", "taskstash ÷ it"],
+        ([t.contender, _cell(t), _ratio(mine, t)] for t in timings),
+    )
+
+
+def _hashing(results: Results) -> list[str]:
+    size = size_text(results.plan["hash_bytes"])
+    lines = ["## Cache-key hashing", "", f"One {size} input: median time and throughput.", ""]
+    labels = list(dict.fromkeys(t.contender for t in results.timings if t.case == "hash-array"))
+    labels += [t.contender for t in results.timings if t.case == "hash-bytes"]
+    rows = []
+    for label in dict.fromkeys(labels):
+        row = [label]
+        for case in ("hash-bytes", "hash-array"):
+            timing = results.timing(case, label)
+            if timing is not None and timing.median is not None:
+                speed = results.plan["hash_bytes"] / timing.median / (1 << 30)
+                row.append(f"{time_text(timing.median)} ({speed:.3g} GiB/s)")
+            else:
+                row.append(_cell(timing))
+            row.append(_ratio(results.timing(case, "taskstash.hash_objects"), timing))
+        rows.append(row)
+    lines += _table(
+        ["hasher", f"{size} bytes", "hash_objects ÷ it", f"{size} float64 array", "÷ it"], rows
+    )
+    lines += ["One key of a small value: median time.", ""]
+    labels = list(dict.fromkeys(t.contender for t in results.timings if t.case.startswith("key-")))
+    header = ["hasher"]
+    for _, title in KEY_CASES:
+        header += [title, "hash_objects ÷ it"]
+    rows = []
+    for label in labels:
+        row = [label]
+        for case, _ in KEY_CASES:
+            timing = results.timing(case, label)
+            row += [_cell(timing), _ratio(results.timing(case, "taskstash.hash_objects"), timing)]
+        rows.append(row)
+    return lines + _table(header, rows)
+
+
+def _stampede(results: Results) -> list[str]:
+    first = results.stampedes[0] if results.stampedes else None
+    lines = ["## Stampede", ""]
+    if first is not None:
+        lines += [
+            f"{results.plan['stampede_threads']} threads, or {results.plan['stampede_processes']}"
+            f" processes, call one uncached {first.seconds:g} s function at once; each cell"
+            " lists the runs.",
+            "",
+        ]
+    rows = []
+    for stampede in results.stampedes:
+        if not stampede.runs:
+            rows.append([stampede.contender, stampede.mode, stampede.note, "", "", ""])
+            continue
+        # A run with a hung caller has no slowest time: it is longer than the hang limit.
+        limit = results.plan["stampede_seconds"] * results.plan["hang_factor"]
+        slowest = [
+            math.inf if run.hung or run.slowest is None else run.slowest for run in stampede.runs
+        ]
+        median = statistics.median(slowest)
+        errors = sorted({error for run in stampede.runs for error in run.errors})
+        rows.append(
+            [
+                stampede.contender,
+                f"{stampede.callers} {stampede.mode}",
+                ", ".join(str(run.computations) for run in stampede.runs),
+                f"> {limit:g} s (hung)" if math.isinf(median) else time_text(median),
+                ", ".join(str(run.hung) for run in stampede.runs),
+                "; ".join(errors)[:200] or "none",
+            ]
+        )
+    header = ["contender", "callers", "computations", "slowest caller (median)", "hung", "errors"]
+    return lines + _table(header, rows)
+
+
+def _scale(results: Results) -> list[str]:
+    if not results.scale:
+        return []
+    base = results.scale[0].hit
+    lines = [
+        "## Index size",
+        "",
+        f"A hit of {TASKSTASH_DISK.label} while the index holds N records (generated).",
+        "",
+    ]
+    return lines + _table(
+        ["records", "hit", f"÷ hit at {results.scale[0].records:,}", "generated in", "index file"],
+        (
+            [
+                f"{s.records:,}",
+                _cell(s.hit),
+                _ratio(s.hit, base),
+                time_text(s.generate_seconds),
+                size_text(s.index_bytes),
+            ]
+            for s in results.scale
+        ),
+    )
+
+
+def render(results: Results, command: str) -> str:
+    """The whole report."""
+    lines = ["# taskstash benchmarks", ""]
+    if results.smoke:
+        lines += ["**Smoke run: tiny sizes, one repetition. These numbers mean nothing.**", ""]
+    lines += [
+        f"Run `{command}` on {results.started}, {results.duration / 60:.1f} minutes.",
+        "",
+        "## Targets",
+        "",
+    ]
+    marks = {True: "met", False: "**missed**", None: "not measured"}
+    lines += _table(
+        ["target", "measured", ""], ([t.goal, t.measured, marks[t.met]] for t in evaluate(results))
+    )
+    lines += _latency(results) + _imports(results) + _hashing(results)
+    lines += _stampede(results) + _scale(results)
+    plan = results.plan
+    lines += [
+        "## Method",
+        "",
+        METHOD.format(
+            reps=plan["reps"],
+            batch=round(plan["batch_seconds"] * 1000),
+            stampede=plan["stampede_seconds"],
+            hang=plan["stampede_seconds"] * plan["hang_factor"],
+        ),
+        "## Machine",
+        "",
+    ]
+    lines += _table(["", ""], results.machine.items())
+    lines += _table(["package", "version"], results.versions.items())
+    return "\n".join(lines)

@@ -1,0 +1,129 @@
+"""What a run measured, as plain data: written to results.json, read back to redo a report."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class Timing:
+    """Seconds per call of one contender in one case.
+
+    Attributes:
+        section: "latency", "import", "hash" or "scale".
+        case: The case's id (e.g. "hit-small").
+        contender: The contender's label.
+        samples: Seconds per call, one per repetition (empty when not measured).
+        calls: Calls per repetition.
+        note: Why it was not measured ("not installed", "n/a: ..."), or a caveat.
+    """
+
+    section: str
+    case: str
+    contender: str
+    samples: list[float] = field(default_factory=list)
+    calls: int = 0
+    note: str = ""
+
+    @property
+    def median(self) -> float | None:
+        """Median seconds per call, None if not measured."""
+        return statistics.median(self.samples) if self.samples else None
+
+
+@dataclass
+class StampedeRun:
+    """One stampede: callers started together on one uncached key.
+
+    Attributes:
+        computations: How many times the function body ran.
+        slowest: Seconds until the slowest caller that returned got its value (None: none did).
+        hung: Callers that had not returned after the hang limit, abandoned or killed.
+        errors: What callers raised or returned wrongly.
+    """
+
+    computations: int
+    slowest: float | None
+    hung: int
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Stampede:
+    """Every run of one contender's stampede in one mode ("threads" or "processes")."""
+
+    contender: str
+    mode: str
+    callers: int
+    seconds: float
+    runs: list[StampedeRun] = field(default_factory=list)
+    note: str = ""
+
+
+@dataclass
+class Scale:
+    """A hit on an index holding `records` records."""
+
+    records: int
+    generate_seconds: float
+    index_bytes: int
+    hit: Timing
+
+
+@dataclass
+class Results:
+    """Everything one run measured, and where."""
+
+    smoke: bool
+    started: str
+    duration: float
+    machine: dict[str, str]
+    versions: dict[str, str]
+    plan: dict[str, Any]
+    timings: list[Timing] = field(default_factory=list)
+    stampedes: list[Stampede] = field(default_factory=list)
+    scale: list[Scale] = field(default_factory=list)
+
+    def timing(self, case: str, contender: str) -> Timing | None:
+        """The timing of a contender in a case, if the run has it."""
+        for timing in self.timings:
+            if timing.case == case and timing.contender == contender:
+                return timing
+        return None
+
+    def write(self, path: Path) -> None:
+        """Writes the results as JSON (with each timing's median, for readers of the file)."""
+        data = asdict(self)
+        for timing, raw in zip(self.timings, data["timings"], strict=True):
+            raw["median"] = timing.median
+        for scale, raw in zip(self.scale, data["scale"], strict=True):
+            raw["hit"]["median"] = scale.hit.median
+        path.write_text(json.dumps(data, indent=1) + "\n")
+
+    @classmethod
+    def read(cls, path: Path) -> Results:
+        """Reads what `write` wrote."""
+        data = json.loads(path.read_text())
+
+        def timing(raw: dict[str, Any]) -> Timing:
+            raw.pop("median", None)
+            return Timing(**raw)
+
+        return cls(
+            smoke=data["smoke"],
+            started=data["started"],
+            duration=data["duration"],
+            machine=data["machine"],
+            versions=data["versions"],
+            plan=data["plan"],
+            timings=[timing(raw) for raw in data["timings"]],
+            stampedes=[
+                Stampede(**{**raw, "runs": [StampedeRun(**run) for run in raw["runs"]]})
+                for raw in data["stampedes"]
+            ],
+            scale=[Scale(**{**raw, "hit": timing(raw["hit"])}) for raw in data["scale"]],
+        )

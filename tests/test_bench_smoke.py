@@ -1,0 +1,119 @@
+"""The benchmark harness (benches/harness) still runs: every benchmark once, on tiny sizes.
+
+It runs as the README says, `python -m benches.harness --smoke`, in a subprocess: the harness
+sets environment variables and leaves threads behind on purpose (hung stampede callers), which
+must not leak into this test process. Peers that are not installed here (the bench extra is not
+part of the test extra) must be reported as such, and everything installed must be measured.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Report label of each peer -> the module it needs.
+PEERS = {
+    "cachebox.cached": "cachebox",
+    "diskcache Cache.memoize": "diskcache",
+    "joblib.Memory": "joblib",
+    "cachier": "cachier",
+    "Prefect task (INPUTS)": "prefect",
+}
+TASKSTASH_ROWS = ("taskstash (memory layer on, default)", "taskstash (memory layer off)")
+LATENCY_CASES = (
+    "hit-small",
+    "hit-array-result",
+    "hit-array-argument",
+    "miss-small",
+    "miss-array-result",
+)
+
+
+def importable(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path]:
+    out = tmp_path_factory.mktemp("bench-results")
+    done = subprocess.run(
+        [sys.executable, "-m", "benches.harness", "--smoke", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    results: dict[str, Any] = json.loads((out / "results.json").read_text())
+    return results, out
+
+
+def timings(results: dict[str, Any], case: str) -> dict[str, dict[str, Any]]:
+    return {t["contender"]: t for t in results["timings"] if t["case"] == case}
+
+
+def test_every_latency_case_measures_taskstash_and_the_installed_peers(
+    smoke_run: tuple[dict[str, Any], Path],
+) -> None:
+    results, _ = smoke_run
+    assert results["smoke"] is True
+    for case in LATENCY_CASES:
+        rows = timings(results, case)
+        for label in (*TASKSTASH_ROWS, "functools.lru_cache", *PEERS):
+            assert label in rows, (case, label)
+        for label in TASKSTASH_ROWS:
+            assert rows[label]["median"] > 0, (case, label)
+        for label, module in PEERS.items():
+            row = rows[label]
+            if not importable(module):
+                assert row["note"] == "not installed", (case, row)
+                assert not row["samples"], (case, row)
+            elif case == "hit-array-argument" and module == "cachebox":
+                assert row["note"].startswith("n/a"), row  # arrays are not hashable
+            else:
+                assert row["median"] > 0, (case, row)
+
+
+def test_imports_hashing_stampede_and_index_size_ran(
+    smoke_run: tuple[dict[str, Any], Path],
+) -> None:
+    results, _ = smoke_run
+    assert timings(results, "import")["taskstash"]["median"] > 0
+    for case in ("hash-bytes", "hash-array", "key-dict5", "key-list1000"):
+        assert timings(results, case)["taskstash.hash_objects"]["median"] > 0, case
+    stampedes = {(s["contender"], s["mode"]): s for s in results["stampedes"]}
+    for mode in ("threads", "processes"):
+        serializable = stampedes["taskstash SERIALIZABLE", mode]
+        assert serializable["runs"], mode
+        # Tiny sizes, but the behaviour is real: one computation, nobody left waiting.
+        assert [run["computations"] for run in serializable["runs"]] == [1], mode
+        assert [run["hung"] for run in serializable["runs"]] == [0], mode
+        assert stampedes["taskstash READ_COMMITTED", mode]["runs"], mode
+    for (contender, _), stampede in stampedes.items():
+        module = PEERS.get(contender)
+        if module is not None and not importable(module):
+            assert stampede["note"] == "not installed"
+            assert not stampede["runs"]
+    sizes = [scale["records"] for scale in results["scale"]]
+    assert sizes == [10, 100]
+    assert all(scale["hit"]["median"] > 0 for scale in results["scale"])
+
+
+def test_report_is_written_with_or_without_matplotlib(
+    smoke_run: tuple[dict[str, Any], Path],
+) -> None:
+    _, out = smoke_run
+    report = (out / "report.md").read_text()
+    for heading in ("## Targets", "## Cache hits and misses", "## Stampede", "## Machine"):
+        assert heading in report
+    assert "Smoke run" in report
+    assert (out / "chart.png").exists() == importable("matplotlib")
