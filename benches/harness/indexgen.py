@@ -23,28 +23,15 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from taskstash.store.index import COLUMNS
+
 __all__ = ["Generated", "populate_index"]
 
 _KEYSPACE = 1 << 128
 _DAY = 86_400.0
 
-_COLUMNS = (
-    "key",
-    "task_name",
-    "task_qualname",
-    "created_at",
-    "expires_at",
-    "last_hit_at",
-    "hit_count",
-    "size_bytes",
-    "serializer",
-    "storage",
-    "location",
-    "checksum",
-    "compute_seconds",
-    "run_id",
-    "components",
-)
+# The rows written here are `Record` rows: the index's own column list, so the two cannot drift.
+_COLUMNS = COLUMNS
 
 Row = tuple[
     str, str, str, float, float | None, None, int, int, str, str, str, str, float, None, str
