@@ -13,7 +13,6 @@ import numpy.typing as npt
 import pytest
 
 from taskstash import settings
-from taskstash.task_runs import memory_layer
 
 MIB = 1 << 20
 MEASURED_SIZE = 256 * MIB
@@ -55,7 +54,5 @@ def taskstash_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
     for name in ("TASKSTASH_LOCAL_STORAGE_PATH", "TASKSTASH_INDEX_PATH"):
         monkeypatch.delenv(name, raising=False)
     settings.reload()
-    memory_layer.clear()
     yield home
-    memory_layer.clear()
     settings.reload()

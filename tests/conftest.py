@@ -12,7 +12,6 @@ import hypothesis
 import pytest
 
 from taskstash import settings
-from taskstash.task_runs import memory_layer
 
 hypothesis.settings.register_profile("fast", max_examples=100, deadline=None)
 hypothesis.settings.register_profile(
@@ -26,8 +25,7 @@ hypothesis.settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "fast"))
 
 @pytest.fixture(autouse=True)
 def taskstash_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """Every test gets its own cache home (index and storage), and the in-process memory layer
-    starts empty."""
+    """Every test gets its own cache home (index and storage), so its own store and memory layer."""
     home = tmp_path / "taskstash-home"
     monkeypatch.setenv("TASKSTASH_HOME", str(home))
     for name in (
@@ -37,7 +35,5 @@ def taskstash_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
     ):
         monkeypatch.delenv(name, raising=False)
     settings.reload()
-    memory_layer.clear()
     yield home
-    memory_layer.clear()
     settings.reload()

@@ -20,7 +20,6 @@ from typing import Any
 import taskstash
 from taskstash import task
 from taskstash.cache_policies import INPUTS, CachePolicy
-from taskstash.task_runs import memory_layer
 
 Memoize = Callable[[Callable[..., Any], Path, ExitStack], Callable[..., Any]]
 """Caches a function in a directory; whatever must be closed afterwards goes on the stack."""
@@ -84,16 +83,14 @@ def taskstash_home(home: Path) -> Iterator[Path]:
     """Points taskstash at a fresh cache home with default settings, then restores the old ones.
 
     The other variables are unset so that the user's environment (a signing key, a refresh flag)
-    does not change what is measured; the memory layer starts and ends empty.
+    does not change what is measured; a fresh home is a fresh store, whose memory layer is empty.
     """
     saved = {name: os.environ.pop(name, None) for name in _TASKSTASH_VARIABLES}
     os.environ["TASKSTASH_HOME"] = str(home)
     taskstash.settings.reload()
-    memory_layer.clear()
     try:
         yield home
     finally:
-        memory_layer.clear()
         for name, value in saved.items():
             if value is None:
                 os.environ.pop(name, None)

@@ -34,12 +34,12 @@ from taskstash.store import (
     resolve_serializer,
     resolve_storage,
 )
-from taskstash.store.memory import MISSING, MemoryLayer
+from taskstash.store.memory import MISSING
 
 if TYPE_CHECKING:
     from taskstash.tasks import Task
 
-__all__ = ["key_of", "memory_layer", "run", "run_async", "start"]
+__all__ = ["key_of", "run", "run_async", "start"]
 
 # Inside a flow every task run is reported, as a flow's log; outside one a task is just a cached
 # function call, reported only at DEBUG.
@@ -47,9 +47,6 @@ _INFO, _DEBUG, _ERROR = logging.INFO, logging.DEBUG, logging.ERROR
 
 # What a broken or unreachable index raises; none of them may fail the user's call.
 _INDEX_ERRORS = (CacheCorruptedError, sqlite3.Error, OSError)
-
-memory_layer = MemoryLayer()
-"""Results kept in this process for tasks with `cache_result_in_memory=True`."""
 
 
 @dataclass(slots=True)
@@ -221,18 +218,12 @@ def _find(
 ) -> object:
     """The cached value of `key` (memory layer, then index and file), or MISSING."""
     now = time.time()
-    memory_key = (store, key)
-    value = memory_layer.get(memory_key, now) if task.cache_result_in_memory else MISSING
+    fetched = store.fetch(key, now, storage, remember=task.cache_result_in_memory)
+    if fetched is None:
+        return MISSING
+    value = _decode(task, key, fetched[0], fetched[1])
     if value is MISSING:
-        fetched = store.fetch(key, now, storage)
-        if fetched is None:
-            return MISSING
-        payload, serializer_name, expires_at = fetched
-        value = _decode(task, key, payload, serializer_name)
-        if value is MISSING:
-            return MISSING
-        if task.cache_result_in_memory:
-            memory_layer.put(memory_key, value, expires_at)
+        return MISSING
     store.note_hit(key, now)
     if logger.isEnabledFor(_INFO if flow_run is not None else _DEBUG):
         _log_hit(task_run, flow_run)
@@ -374,6 +365,7 @@ def _store(call: _Call, destination: _Destination, value: Any, compute_seconds: 
             compute_seconds=compute_seconds,
             run_id=str(call.flow_run.id) if call.flow_run is not None else None,
             components=destination.components,
+            remember=task.cache_result_in_memory,
         )
     except SerializationError as exc:
         _warn_once(
@@ -392,8 +384,6 @@ def _store(call: _Call, destination: _Destination, value: Any, compute_seconds: 
             "but not cached",
         )
         return
-    if task.cache_result_in_memory:
-        memory_layer.put((destination.store, destination.key), value, expires_at)
 
 
 def _log_hit(task_run: TaskRun, flow_run: FlowRun | None) -> None:

@@ -1,61 +1,98 @@
-"""Results kept in this process, so repeated hits skip the index and the result files.
+"""Serialized results kept in this process, so repeated hits skip the index and the result files.
 
-Bounded (least recently used out first) and expiry-aware. It holds the very objects it was given:
-a caller that mutates a cached result mutates what later hits return, as with `functools.cache`.
+It holds payloads (the bytes a result file holds after its header), never the objects callers
+got: every hit deserializes its own copy, so a caller that mutates a result changes nothing a
+later call returns, and a hit from memory returns exactly what a hit from storage would (a JSON
+result comes back as JSON gives it, in the computing process too). The `Store` owning it
+forgets a key whenever its record is replaced or removed.
+
+Bounded by entries and by bytes (least recently used out first), and expiry-aware.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Hashable
+from typing import Final, Generic, TypeVar
 
-__all__ = ["MISSING", "MemoryLayer"]
+__all__ = ["MAX_BYTES", "MAX_ENTRIES", "MISSING", "MemoryLayer"]
 
 MISSING: object = object()
-"""What `MemoryLayer.get` returns for a key it does not hold (None is a valid value)."""
+"""What `MemoryLayer.get` returns for a key it does not hold."""
+
+MAX_ENTRIES: Final = 1024
+"""Default bound on the number of payloads kept."""
+MAX_BYTES: Final = 64 << 20
+"""Default bound on the bytes of payloads kept."""
+
+V = TypeVar("V")
 
 
-class MemoryLayer:
-    """An LRU map from key to (value, expiry time)."""
+class MemoryLayer(Generic[V]):
+    """An LRU map from key to (value, expiry time), bounded by entries and by their sizes.
 
-    def __init__(self, max_entries: int = 1024) -> None:
+    Args:
+        max_entries: The most entries kept.
+        max_bytes: The most bytes kept (the sum of the sizes given to `put`).
+    """
+
+    def __init__(self, max_entries: int = MAX_ENTRIES, max_bytes: int = MAX_BYTES) -> None:
         if max_entries < 1:
             raise ValueError(f"max_entries must be at least 1, not {max_entries}")
+        if max_bytes < 0:
+            raise ValueError(f"max_bytes must not be negative, not {max_bytes}")
         self.max_entries = max_entries
-        self._entries: OrderedDict[Hashable, tuple[object, float | None]] = OrderedDict()
+        self.max_bytes = max_bytes
+        self._entries: OrderedDict[str, tuple[V, float | None, int]] = OrderedDict()
+        self._bytes = 0
         self._lock = threading.Lock()
 
-    def get(self, key: Hashable, now: float) -> object:
+    def get(self, key: str, now: float) -> V | object:
         """The value of a live entry, else `MISSING` (an expired entry is dropped)."""
         with self._lock:
             entry = self._entries.get(key)
             if entry is None:
                 return MISSING
-            value, expires_at = entry
-            if expires_at is not None and expires_at <= now:
-                del self._entries[key]
+            if entry[1] is not None and entry[1] <= now:
+                self._drop(key)
                 return MISSING
             self._entries.move_to_end(key)
-            return value
+            return entry[0]
 
-    def put(self, key: Hashable, value: object, expires_at: float | None) -> None:
-        """Keeps `value` until `expires_at` (None: no expiry), evicting the least recently used."""
+    def put(self, key: str, value: V, expires_at: float | None, size: int) -> None:
+        """Keeps `value` (`size` bytes) until `expires_at` (None: no expiry).
+
+        A value larger than `max_bytes` is not kept; least recently used entries make room.
+        """
         with self._lock:
-            self._entries[key] = (value, expires_at)
-            self._entries.move_to_end(key)
-            while len(self._entries) > self.max_entries:
-                self._entries.popitem(last=False)
+            self._drop(key)
+            if size > self.max_bytes:
+                return
+            self._entries[key] = (value, expires_at, size)
+            self._bytes += size
+            while len(self._entries) > self.max_entries or self._bytes > self.max_bytes:
+                self._drop(next(iter(self._entries)))
 
-    def discard(self, key: Hashable) -> None:
+    def discard(self, key: str) -> None:
         """Forgets `key` if present."""
         with self._lock:
-            self._entries.pop(key, None)
+            self._drop(key)
 
     def clear(self) -> None:
         """Forgets everything."""
         with self._lock:
             self._entries.clear()
+            self._bytes = 0
+
+    def _drop(self, key: str) -> None:
+        entry = self._entries.pop(key, None)
+        if entry is not None:
+            self._bytes -= entry[2]
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    @property
+    def bytes(self) -> int:
+        """The bytes of the values kept."""
+        return self._bytes

@@ -26,6 +26,7 @@ from taskstash.hashing import hash_bytes
 from taskstash.store.eviction import Removed, delete_records, evict_over, unlink_result
 from taskstash.store.hits import HIT_FLUSH_COUNT, HIT_FLUSH_SECONDS, HitCounter
 from taskstash.store.index import Index, Record, read_file_record
+from taskstash.store.memory import MISSING, MemoryLayer
 from taskstash.store.results import (
     ResultHeader,
     encode_result,
@@ -36,7 +37,7 @@ from taskstash.store.results import (
 )
 from taskstash.store.serializers import Serializer, dump_value
 from taskstash.store.storages import ResultStorage, check_location, storage_for_url
-from taskstash.store.streams import UNSIGNED, Refused, open_verified, write_streamed
+from taskstash.store.streams import UNSIGNED, PayloadSink, Refused, open_verified, write_streamed
 
 __all__ = [
     "HIT_FLUSH_COUNT",
@@ -56,6 +57,8 @@ LARGE_RESULT_BYTES: Final = 1 << 20
 
 Payload: TypeAlias = memoryview | BinaryIO
 """A payload: in memory, or, for a large result, a checked file positioned at its start."""
+Fetched: TypeAlias = tuple[Payload, str, float | None]
+"""What `Store.fetch` finds: the payload, its serializer's name and the record's expiry."""
 
 _log = logging.getLogger("taskstash")
 
@@ -93,6 +96,8 @@ class Store(HitCounter):
         """The most the index may hold (`TASKSTASH_MAX_SIZE`); each save evicts least recently
         used records beyond it. None for no limit."""
         self._warned: set[tuple[str, str]] = set()
+        self.memory: MemoryLayer[Fetched] = MemoryLayer()
+        """Payloads of this process's recent hits and saves (see `fetch(remember=True)`)."""
         super().__init__()
 
     def __repr__(self) -> str:
@@ -113,8 +118,8 @@ class Store(HitCounter):
         return self.index.get(key, now)
 
     def fetch(
-        self, key: str, now: float, storage: ResultStorage
-    ) -> tuple[Payload, str, float | None] | None:
+        self, key: str, now: float, storage: ResultStorage, *, remember: bool = False
+    ) -> Fetched | None:
         """The hit path: the live record's payload, serializer name and expiry time, or None.
 
         One narrow indexed SELECT and one read of the result file, verified against the
@@ -123,14 +128,29 @@ class Store(HitCounter):
         explain and warn. A result file larger than `large_result_bytes` comes back as an open
         file (see `open_payload`), to be deserialized with `load_value` (which closes it).
 
+        With `remember`, a payload this process fetched or saved (with `remember`) before is
+        answered from the memory layer, with no index or file access; payloads fetched are kept
+        there. It holds payloads, not values: a hit from it is deserialized like any other.
+
         Args:
             key: The cache key.
             now: The current time, Unix seconds.
             storage: The task's storage.
+            remember: Use and fill the memory layer.
 
         Raises:
             CorruptIndexError: The index file is damaged.
         """
+        if remember:
+            kept = self.memory.get(key, now)
+            if kept is not MISSING:
+                return kept  # type: ignore[return-value]
+        fetched = self._fetch(key, now, storage)
+        if remember and fetched is not None and isinstance(fetched[0], memoryview):
+            self.memory.put(key, fetched, fetched[2], fetched[0].nbytes)
+        return fetched
+
+    def _fetch(self, key: str, now: float, storage: ResultStorage) -> Fetched | None:
         hit = self.index.get_hit(key, now)
         if hit is None:
             return None
@@ -316,6 +336,7 @@ class Store(HitCounter):
         compute_seconds: float = 0.0,
         run_id: str | None = None,
         components: dict[str, str] | None = None,
+        remember: bool = False,
     ) -> Record:
         """Serializes and stores a result, the payload streamed straight into its file.
 
@@ -336,6 +357,8 @@ class Store(HitCounter):
             compute_seconds: How long computing the result took.
             run_id: The flow run, if any.
             components: Per-component hashes of the cache policy.
+            remember: Keep the payload in the memory layer too (if it is at most
+                `large_result_bytes`), for `fetch(remember=True)`.
 
         Returns:
             The new record.
@@ -361,9 +384,14 @@ class Store(HitCounter):
             run_id=run_id,
             components=components,
         )
-        write = partial(dump_value, serializer, value)
+        copy = _PayloadCopy(self.large_result_bytes if remember else -1)
+        write = partial(_dump_copied, serializer, value, copy)
         header, size = write_streamed(storage, location, draft, write, self.signing_key)
-        return self._commit(header, size, storage, location)
+        record = self._commit(header, size, storage, location)
+        payload = copy.payload()
+        if payload is not None:
+            self.memory.put(key, (payload, serializer.name, expires_at), expires_at, len(payload))
+        return record
 
     def _commit(
         self, header: ResultHeader, size: int, storage: ResultStorage, location: str
@@ -406,9 +434,9 @@ class Store(HitCounter):
             if old is None or tuple(old) != where:
                 _delete_quietly(storage, location)
             raise
-        self._forget_hits(record.key)  # they were hits of the record just replaced
+        self._forget(record.key)  # its hits and payload were the replaced record's
         for key, _ in evicted:
-            self._forget_hits(key)
+            self._forget(key)
         self._warned.discard(where)
         return record
 
@@ -438,8 +466,13 @@ class Store(HitCounter):
         with self.index.transaction() as conn:
             removed = delete_records(conn, keys)
         for key, _ in removed:
-            self._forget_hits(key)
+            self._forget(key)
         return removed
+
+    def _forget(self, key: str) -> None:
+        """Drops what this process holds of `key`'s record: pending hits, remembered payload."""
+        self._forget_hits(key)
+        self.memory.discard(key)
 
     def close(self) -> None:
         """Flushes pending hits and closes this thread's connection (reopened on next use)."""
@@ -448,6 +481,47 @@ class Store(HitCounter):
 
 
 _SELECT_WHERE: Final = "SELECT storage, location FROM records WHERE key = ?"
+
+
+class _PayloadCopy:
+    """Passes a payload on to its sink and keeps a copy of it, up to `limit` bytes."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._parts: list[bytes] | None = [] if limit >= 0 else None
+        self._size = 0
+        self.sink: PayloadSink | None = None
+
+    def wrap(self, sink: PayloadSink) -> PayloadSink | _PayloadCopy:
+        """What the serializer writes to: `sink` itself when nothing is to be kept."""
+        if self._parts is None:
+            return sink
+        self.sink = sink
+        return self
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        assert self.sink is not None
+        written = self.sink.write(data)
+        parts = self._parts
+        if parts is not None:
+            self._size += memoryview(data).nbytes
+            if self._size > self.limit:
+                self._parts = None  # too large to keep: the file is the only copy
+            else:
+                parts.append(bytes(data))
+        return written
+
+    def payload(self) -> memoryview | None:
+        """The whole payload, if it was kept."""
+        return None if self._parts is None else memoryview(b"".join(self._parts))
+
+
+def _dump_copied(
+    serializer: Serializer, value: object, copy: _PayloadCopy, sink: PayloadSink
+) -> None:
+    dump_value(serializer, value, copy.wrap(sink))
+
+
 _MISSING: Final = "is missing"
 
 
