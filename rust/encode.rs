@@ -11,7 +11,7 @@
 use crate::hash::KeyHasher;
 
 /// Bumped whenever any encoding below changes, so that old and new keys never mix.
-pub const KEY_FORMAT_VERSION: u8 = 1;
+pub const KEY_FORMAT_VERSION: u8 = 2;
 
 /// Written first into every key, so a key of this format can never equal a digest of other data.
 const KEY_PREAMBLE: &[u8] = b"taskstash-key\0";

@@ -155,7 +155,7 @@ def test_positional_and_named_values_are_kept_apart() -> None:
 
 
 def test_the_key_format_version_is_exposed() -> None:
-    assert KEY_FORMAT_VERSION == 1
+    assert KEY_FORMAT_VERSION == 2
 
 
 def nested_lists(depth: int) -> list[Any]:

@@ -289,7 +289,7 @@ def key_of(
     if isinstance(policy, CacheKeyFnPolicy):
         # The key function's key is the user's own, shared by every task that returns it.
         return hash_objects("cache_key_fn", components[0][1]), components
-    return hash_objects("task", task.qualified_name, components), components
+    return hash_objects("task", task.identity, components), components
 
 
 def _decode(task: Task[Any, Any], key: str, payload: Payload, serializer_name: str) -> object:

@@ -29,6 +29,7 @@ from taskstash.cache_policies import (
     keyed_by_run_id,
 )
 from taskstash.hashing.source import function_source_key
+from taskstash.identity import qualified_name, task_identity
 from taskstash.states import Cached, State
 from taskstash.store.serializers import Serializer, resolve_serializer
 
@@ -79,7 +80,10 @@ class Task(Generic[P, R]):
         self.fn = fn
         functools.update_wrapper(self, fn)
         self.name: str = name or str(getattr(fn, "__name__", type(fn).__name__))
-        self.qualified_name = f"{fn.__module__}.{getattr(fn, '__qualname__', self.name)}"
+        self.qualified_name = qualified_name(fn)
+        """The function's importable `module.qualname` (a script's `__main__` resolved)."""
+        self.identity = task_identity(fn, self.name)
+        """What scopes the task's policy keys (see `taskstash.identity`)."""
         self.is_async = inspect.iscoroutinefunction(fn)
         self.signature = inspect.signature(fn)
         self._binder = _Binder(self.signature)
@@ -127,7 +131,13 @@ class Task(Generic[P, R]):
         unknown = set(options) - set(self._options)
         if unknown:
             raise TypeError(f"unknown task option(s): {', '.join(sorted(unknown))}")
-        return Task(self.fn, **{**self._options, **options})
+        copy = Task(self.fn, **{**self._options, **options})
+        # The same function, so the same code and closure as captured when this task was made
+        # (a closed-over object may have changed state since, which must not change the key).
+        copy.source_key = self.source_key
+        if copy.name == self.name:
+            copy.identity = self.identity
+        return copy
 
     # Keyword-only `return_state` between `*args: P.args` and `**kwargs: P.kwargs` is outside
     # PEP 612, so mypy flags these definitions; callers still get the right types from them.

@@ -22,7 +22,7 @@ from typing import Any
 from taskstash._native import HashingError
 from taskstash.hashing import hash_objects
 
-__all__ = ["function_source_key", "normalise_source"]
+__all__ = ["closure_key", "function_source_key", "normalise_source"]
 
 
 def function_source_key(function: Callable[..., Any]) -> str:
@@ -30,6 +30,14 @@ def function_source_key(function: Callable[..., Any]) -> str:
     code = _normalised_source(function)
     body: object = code if code is not None else ("code", _code_fingerprint(function.__code__))
     return hash_objects(source=body, closure=_closure_fingerprint(function))
+
+
+def closure_key(function: Callable[..., Any]) -> str:
+    """The key of the values `function` closes over, by variable name.
+
+    A value with no canonical form counts by its type, and a cell not yet assigned as empty.
+    """
+    return hash_objects(closure=_closure_fingerprint(function))
 
 
 def normalise_source(source: str) -> str:
