@@ -13,11 +13,12 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from taskstash import task
-from taskstash.cache_policies import INPUTS
+from taskstash import LockCycleError, settings, task
+from taskstash.cache_policies import INPUTS, CacheKeyFnPolicy
 from taskstash.locking import LockManager, MemoryLockManager, SQLiteLockManager
 
 
@@ -223,8 +224,10 @@ def test_a_failing_holder_releases_the_lock_and_the_next_caller_computes() -> No
 
 PROCESS_STAMPEDE = """
 import sys, time
-from taskstash import task
-from taskstash.cache_policies import INPUTS
+from typing import Any
+
+from taskstash import LockCycleError, settings, task
+from taskstash.cache_policies import INPUTS, CacheKeyFnPolicy
 
 @task(cache_policy=INPUTS.configure(isolation_level="SERIALIZABLE"))
 def slow(x: int) -> int:
@@ -250,3 +253,77 @@ def test_serializable_processes_compute_a_key_once(tmp_path: Path) -> None:
     outputs = [child.communicate(timeout=60)[0].strip() for child in children]
     assert outputs == ["40"] * 4
     assert log.read_text().splitlines() == ["computed"]
+
+
+def _key_by_path(context: object, parameters: dict[str, Any]) -> str:
+    return str(parameters["path"])
+
+
+def test_a_nested_call_of_the_key_its_caller_holds_fails_instead_of_hanging() -> None:
+    serializable = CacheKeyFnPolicy(cache_key_fn=_key_by_path).configure(
+        isolation_level="SERIALIZABLE"
+    )
+
+    @task(cache_policy=serializable)
+    def load(path: str) -> str:
+        return f"loaded {path}"
+
+    @task(cache_policy=serializable)
+    def parse(path: str) -> str:
+        return load(path).upper()
+
+    # Run where a hang cannot block the suite: a daemon thread with a deadline.
+    raised: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            parse("data.csv")
+        except BaseException as exc:
+            raised.append(exc)
+
+    thread = threading.Thread(target=call, daemon=True)
+    thread.start()
+    thread.join(timeout=20)
+    assert not thread.is_alive(), "the nested call hangs"
+    (error,) = raised
+    assert isinstance(error, LockCycleError)
+    assert "task 'load' is called inside task run 'parse-" in str(error)
+    # Nothing was stored, no lock stays behind: a different key still works, sequentially too.
+    assert load("other.csv") == "loaded other.csv"
+    assert not SQLiteLockManager(settings.current().index_path).is_locked("data.csv")
+
+
+def test_a_nested_async_call_of_a_held_key_fails_too() -> None:
+    serializable = CacheKeyFnPolicy(cache_key_fn=_key_by_path).configure(
+        isolation_level="SERIALIZABLE"
+    )
+
+    @task(cache_policy=serializable)
+    async def load(path: str) -> str:
+        return f"loaded {path}"
+
+    @task(cache_policy=serializable)
+    async def parse(path: str) -> str:
+        return (await load(path)).upper()
+
+    async def main() -> str:
+        return await asyncio.wait_for(parse("data.csv"), timeout=20)
+
+    with pytest.raises(LockCycleError):
+        asyncio.run(main())
+
+
+def test_nested_calls_of_different_keys_and_sequential_calls_of_one_key_run() -> None:
+    serializable = INPUTS.configure(isolation_level="SERIALIZABLE")
+
+    @task(cache_policy=serializable)
+    def inner(x: int) -> int:
+        return x + 1
+
+    @task(cache_policy=serializable)
+    def outer(x: int) -> int:
+        return inner(x) + inner(x + 1)  # scoped keys: never the outer call's key
+
+    assert outer(1) == 5
+    assert outer(1) == 5
+    assert inner(1) == 2

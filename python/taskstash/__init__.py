@@ -13,7 +13,7 @@ Users import from here and from `taskstash.cache_policies`; `taskstash._native` 
 from taskstash import settings
 from taskstash._native import __version__
 from taskstash.cache import Cache
-from taskstash.exceptions import HashingError, TaskstashError
+from taskstash.exceptions import HashingError, LockCycleError, TaskstashError
 from taskstash.explanations import Explanation, explain
 from taskstash.flows import Flow, flow
 from taskstash.hashing import hash_bytes, hash_objects, register
@@ -28,6 +28,7 @@ __all__ = [
     "Failed",
     "Flow",
     "HashingError",
+    "LockCycleError",
     "State",
     "Task",
     "TaskstashError",

@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from functools import cached_property
+from types import MappingProxyType
 from typing import Any
 
 from taskstash.names import task_run_name
 
-__all__ = ["FlowRun", "TaskRun", "TaskRunContext", "current_flow_run", "inside_flow_run"]
+__all__ = [
+    "FlowRun",
+    "TaskRun",
+    "TaskRunContext",
+    "current_flow_run",
+    "holding_lock",
+    "inside_flow_run",
+    "lock_holder",
+]
 
 
 @dataclass(frozen=True)
@@ -90,3 +99,25 @@ def inside_flow_run(run: FlowRun) -> Iterator[FlowRun]:
         yield run
     finally:
         _flow_run.reset(token)
+
+
+# The SERIALIZABLE locks held by the task runs this code runs inside (key -> task run name). A
+# nested call of a held key would wait for its own caller: that must fail, never hang.
+_held_locks: ContextVar[Mapping[str, str]] = ContextVar(
+    "taskstash_held_locks", default=MappingProxyType({})
+)
+
+
+def lock_holder(key: str) -> str | None:
+    """The name of the enclosing task run that holds the lock on `key`, if one does."""
+    return _held_locks.get().get(key)
+
+
+@contextmanager
+def holding_lock(key: str, task_run_name: str) -> Iterator[None]:
+    """Records, for the calls made inside the block, that `task_run_name` holds `key`'s lock."""
+    token = _held_locks.set({**_held_locks.get(), key: task_run_name})
+    try:
+        yield
+    finally:
+        _held_locks.reset(token)

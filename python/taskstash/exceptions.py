@@ -44,4 +44,13 @@ class CorruptIndexError(CacheCorruptedError):
         self.path = path
 
 
+class LockCycleError(TaskstashError):
+    """A SERIALIZABLE call needs a lock that a task run it is running inside holds.
+
+    It would wait for its own caller forever: two nested calls with one cache key (a
+    `cache_key_fn` shared by two tasks, say) can never finish, so the inner call fails instead.
+    """
+
+
+__all__ += ["LockCycleError"]
 __all__ += ["CacheCorruptedError", "CorruptIndexError", "CorruptResultError", "SerializationError"]

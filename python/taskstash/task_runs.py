@@ -17,8 +17,20 @@ from typing import TYPE_CHECKING, Any
 
 from taskstash import settings
 from taskstash.cache_policies import CacheKeyFnPolicy
-from taskstash.context import FlowRun, TaskRun, TaskRunContext, current_flow_run
-from taskstash.exceptions import CacheCorruptedError, HashingError, SerializationError
+from taskstash.context import (
+    FlowRun,
+    TaskRun,
+    TaskRunContext,
+    current_flow_run,
+    holding_lock,
+    lock_holder,
+)
+from taskstash.exceptions import (
+    CacheCorruptedError,
+    HashingError,
+    LockCycleError,
+    SerializationError,
+)
 from taskstash.hashing import hash_objects
 from taskstash.locking import LockManager, SQLiteLockManager
 from taskstash.log import logger
@@ -91,7 +103,8 @@ def run(task: Task[Any, Any], call: _Call, return_state: bool) -> Any:
         value = _look_again(call)
         if value is not MISSING:
             return Cached(value) if return_state else value
-        return _run_body(task, call, return_state)
+        with holding_lock(key, call.task_run.name):
+            return _run_body(task, call, return_state)
     finally:
         _release(call, key, holder)
 
@@ -124,7 +137,8 @@ async def run_async(
         value = _look_again(call)
         if value is not MISSING:
             return Cached(value) if return_state else value
-        return await _run_async_body(task, call, return_state)
+        with holding_lock(key, call.task_run.name):
+            return await _run_async_body(task, call, return_state)
     finally:
         _release(call, key, holder)
 
@@ -149,9 +163,22 @@ def _release(call: _Call, key: str, holder: str) -> None:
 
 
 def _lock_of(call: _Call) -> tuple[str, str]:
-    """The key to lock and the holder's name (unique to this task run)."""
+    """The key to lock and the holder's name (unique to this task run).
+
+    Raises:
+        LockCycleError: A task run this call is made inside holds the key's lock.
+    """
     assert call.record is not None  # a call with a lock has a key
-    return call.record.key, f"task-run:{call.task_run.id}"
+    key = call.record.key
+    outer = lock_holder(key)
+    if outer is not None:
+        raise LockCycleError(
+            f"task {call.task.name!r} is called inside task run {outer!r}, which holds the "
+            f"SERIALIZABLE lock on the same cache key {key}, so it would wait for its own "
+            "caller forever. Nested calls must have different keys: if they come from one "
+            "cache_key_fn, make it include the task (context.task.name)"
+        )
+    return key, f"task-run:{call.task_run.id}"
 
 
 def _look_again(call: _Call) -> object:
