@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from taskstash import Completed, Failed, flow, task
-from taskstash.cache_policies import FLOW_PARAMETERS
+from taskstash.cache_policies import FLOW_PARAMETERS, INPUTS
 from taskstash.context import current_flow_run
 from taskstash.log import DATE_FORMAT, FORMAT
 
@@ -127,3 +127,58 @@ def test_async_flows_run_tasks_inside_their_run() -> None:
     value, state = asyncio.run(pipeline())
     assert value == 2
     assert state.is_cached()  # type: ignore[attr-defined]
+
+
+def test_a_sync_flow_runs_the_async_tasks_it_calls(lines: list[str]) -> None:
+    ran: list[int] = []
+
+    @task(cache_policy=INPUTS)
+    async def fetch(x: int) -> int:
+        await asyncio.sleep(0)
+        ran.append(x)
+        run = current_flow_run()
+        assert run is not None  # the task runs inside the flow's run
+        return x * 2
+
+    @flow
+    def pipeline(x: int) -> int:
+        # Typed as coroutines (the type cannot see the flow); run to their values here.
+        first: object = fetch(x)
+        second: object = fetch(x)  # a hit
+        assert isinstance(first, int)
+        assert isinstance(second, int)
+        return first + second
+
+    assert pipeline(3) == 12
+    assert ran == [3]
+    assert any("Finished in state Cached(type=COMPLETED)" in m for m in messages(lines))
+    assert messages(lines)[-1].endswith("Finished in state Completed()")
+
+
+def test_a_sync_flow_called_from_async_code_runs_its_async_tasks() -> None:
+    @task
+    async def double(x: int) -> int:
+        await asyncio.sleep(0)
+        return x * 2
+
+    @flow
+    def pipeline(x: int) -> int:
+        return double(x) + 1  # type: ignore[operator]
+
+    async def main() -> int:
+        return pipeline(4)  # a sync call with this thread's loop running
+
+    assert asyncio.run(main()) == 9
+
+
+def test_outside_a_sync_flow_an_async_task_is_awaited_as_usual() -> None:
+    @task
+    async def double(x: int) -> int:
+        return x * 2
+
+    @flow
+    async def pipeline(x: int) -> int:
+        return await double(x)
+
+    assert asyncio.run(double(2)) == 4
+    assert asyncio.run(pipeline(5)) == 10

@@ -26,12 +26,21 @@ __all__ = [
 
 @dataclass(frozen=True)
 class FlowRun:
-    """One call of a flow."""
+    """One call of a flow.
+
+    Attributes:
+        flow_name: The flow's name.
+        name: The run's generated name.
+        parameters: The flow's arguments by parameter name.
+        id: A unique id.
+        is_async: Whether the flow is an `async def` function (its body can await).
+    """
 
     flow_name: str
     name: str
     parameters: dict[str, Any]
     id: uuid.UUID = field(default_factory=uuid.uuid4)
+    is_async: bool = False
 
 
 class TaskRun:

@@ -93,7 +93,12 @@ class Flow(Generic[P, R]):
         except TypeError as exc:
             raise TypeError(f"{self.name}(): {exc}") from None
         bound.apply_defaults()
-        run = FlowRun(flow_name=self.name, name=flow_run_name(), parameters=dict(bound.arguments))
+        run = FlowRun(
+            flow_name=self.name,
+            name=flow_run_name(),
+            parameters=dict(bound.arguments),
+            is_async=self.is_async,
+        )
         logger.info(
             "Flow run %r - Beginning flow run %r for flow %r", run.name, run.name, self.name
         )

@@ -28,6 +28,7 @@ from taskstash.cache_policies import (
     CachePolicy,
     keyed_by_run_id,
 )
+from taskstash.context import current_flow_run
 from taskstash.hashing.source import function_source_key
 from taskstash.identity import qualified_name, task_identity
 from taskstash.states import Cached, State
@@ -163,7 +164,12 @@ class Task(Generic[P, R]):
         instead of its value, and does not raise the task's exception (`state.result()` does).
         """
         if self.is_async:
-            return task_runs.run_async(self, args, kwargs, return_state=return_state)
+            running = task_runs.run_async(self, args, kwargs, return_state=return_state)
+            flow_run = current_flow_run()
+            if flow_run is not None and not flow_run.is_async:
+                # A sync flow's body cannot await: the call runs to completion here.
+                return _run_to_completion(running)
+            return running
         # A hit is answered here, a frame shallower than a run: hits are the hot path.
         hit, outcome = task_runs.start(self, args, kwargs)
         if hit:
@@ -172,6 +178,25 @@ class Task(Generic[P, R]):
 
     def __repr__(self) -> str:
         return f"Task({self.qualified_name})"
+
+
+def _run_to_completion(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Runs `coroutine` to its end from sync code, in the caller's context (its flow run).
+
+    On an event loop of its own; in a thread of its own if this thread already runs one (a sync
+    flow called from async code), since a running loop cannot be waited on from inside.
+    """
+    import asyncio  # only here: it would add a fifth to the import time of taskstash
+    import contextvars
+    from concurrent.futures import ThreadPoolExecutor
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    context = contextvars.copy_context()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="taskstash-async") as pool:
+        return pool.submit(context.run, asyncio.run, coroutine).result()
 
 
 class _Binder:
