@@ -20,8 +20,9 @@ import json
 import pathlib
 import sys
 import uuid
-from collections import OrderedDict, namedtuple
+from collections import OrderedDict, defaultdict, namedtuple
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
@@ -130,6 +131,15 @@ def golden_values() -> dict[str, Any]:
         "function": scale,
         "class": PlainConfig,
         "range": range(0, 10, 3),
+        "defaultdict": defaultdict(list, a=[1]),
+        "numpy-masked": np.ma.array([1.0, 2.0], mask=[False, True], fill_value=-1.0),
+        "pandas-categorical-series": pd.Series(
+            ["x", "y"], dtype=pd.CategoricalDtype(["x", "y", "z"], ordered=True)
+        ),
+        "pandas-datetime-index": pd.date_range(
+            "2024-01-01", periods=3, freq="D", tz="America/New_York"
+        ),
+        "datetime-zoneinfo": datetime.datetime(2024, 1, 15, 12, tzinfo=ZoneInfo("America/Panama")),
     }
 
 

@@ -12,15 +12,19 @@ from collections.abc import Callable
 from typing import Any, TypeVar, overload
 
 from taskstash.hashing import _scientific, _stdlib
-from taskstash.hashing._types import Handler, Reduction, type_name
+from taskstash.hashing._types import Handler, Kind, Reduction, type_name
 
-__all__ = ["Canonicalizer", "reduce", "register"]
+__all__ = ["BUILT_IN_KINDS", "Canonicalizer", "kind_for", "reduce", "register"]
 
 Canonicalizer = Callable[[Any], object]
 """A user hasher: maps an object to a value taskstash can hash (built-ins, or other hashable
 objects), which stands for it in the key. Equal objects must map to equal values."""
 
 _T = TypeVar("_T", bound=type)
+
+BUILT_IN_KINDS: tuple[Kind, ...] = _scientific.KINDS + _stdlib.KINDS
+"""Every kind of value with a built-in hasher, in the order they are tried; the last one, the
+pickle reduction, matches every type."""
 
 _registered: dict[type, Canonicalizer] = {}
 _handlers: dict[type, Handler] = {}
@@ -93,11 +97,12 @@ def _resolve(cls: type) -> Handler:
         canonicalize = _registered.get(base)
         if canonicalize is not None:
             return _registered_handler(name, canonicalize)
-    return (
-        _scientific.handler_for(cls, name)
-        or _stdlib.handler_for(cls, name)
-        or _stdlib.pickle_reduction_handler(cls, name)
-    )
+    return kind_for(cls).handler(cls, name)
+
+
+def kind_for(cls: type) -> Kind:
+    """The built-in kind whose hasher handles `cls` when no registered hasher does."""
+    return next(kind for kind in BUILT_IN_KINDS if kind.matches(cls))
 
 
 def _registered_handler(name: str, canonicalize: Canonicalizer) -> Handler:

@@ -1,11 +1,11 @@
 """Canonical forms of numpy, pandas and pydantic values.
 
-These libraries are never imported here: an object of their types can exist only once its library
-has been imported, so looking the library up in `sys.modules` is enough and keeps
-`import taskstash` fast.
-
-Arrays are hashed by dtype, shape and their bytes in C order, read in place (a contiguous array is
-never copied).
+These libraries are never imported here (see `library_type`). Arrays are hashed by dtype, shape
+and their bytes in C order, read in place (a contiguous array is never copied). Everything that
+makes two pandas objects behave differently is kept: the full state of extension dtypes (the
+categories and order of a categorical, the zone of a datetime, the frequency of a period, the
+closed side of an interval, the storage and missing value of strings), names of indexes and
+levels, the frequency of a datetime index, and `attrs` and `flags`, which operations carry along.
 """
 
 from __future__ import annotations
@@ -13,33 +13,40 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from taskstash.hashing._types import Handler, Reduction
+from taskstash.hashing._types import Handler, Kind, Reduction, library_type
 
-__all__ = ["handler_for"]
+__all__ = ["KINDS"]
 
 
-def handler_for(cls: type, name: str) -> Handler | None:
-    """The handler for a numpy, pandas or pydantic type, if `cls` is one."""
-    numpy = sys.modules.get("numpy")
-    if numpy is not None:
-        masked = sys.modules.get("numpy.ma")
-        if masked is not None and issubclass(cls, masked.MaskedArray):
-            return lambda array: (name, (masked.getdata(array), masked.getmaskarray(array)))
-        if issubclass(cls, numpy.ndarray):
-            return lambda array: (name, _array(numpy, array))
-        if issubclass(cls, numpy.generic):
-            return lambda scalar: (name, (_dtype(scalar.dtype), scalar.tobytes()))
-        if issubclass(cls, numpy.dtype):
-            return lambda dtype: (name, _dtype(dtype))
-    pandas = sys.modules.get("pandas")
-    if pandas is not None:
-        handler = _pandas_handler(pandas, cls, name)
-        if handler is not None:
-            return handler
-    pydantic = sys.modules.get("pydantic")
-    if pydantic is not None and issubclass(cls, pydantic.BaseModel):
-        return _pydantic_handler(cls, name)
-    return None
+def _masked(cls: type, name: str) -> Handler:
+    masked = sys.modules["numpy.ma"]
+    # The fill value shows in `filled()` and the hard mask refuses writes under the mask. The
+    # shared `numpy.ma.masked` constant refuses to have its fill value read.
+    constant = issubclass(cls, type(masked.masked))
+
+    def handle(array: Any) -> Reduction:
+        fill_value = None if constant else array.fill_value
+        return name, (
+            masked.getdata(array),
+            masked.getmaskarray(array),
+            fill_value,
+            array.hardmask,
+        )
+
+    return handle
+
+
+def _ndarray(cls: type, name: str) -> Handler:
+    numpy = sys.modules["numpy"]
+    return lambda array: (name, _array(numpy, array))
+
+
+def _numpy_scalar(cls: type, name: str) -> Handler:
+    return lambda scalar: (name, (_dtype(scalar.dtype), scalar.tobytes()))
+
+
+def _numpy_dtype(cls: type, name: str) -> Handler:
+    return lambda dtype: (name, _dtype(dtype))
 
 
 def _dtype(dtype: Any) -> object:
@@ -58,47 +65,107 @@ def _array(numpy: Any, array: Any) -> object:
     return (_dtype(contiguous.dtype), array.shape, raw)
 
 
-def _pandas_handler(pandas: Any, cls: type, name: str) -> Handler | None:
-    if issubclass(cls, pandas.DataFrame):
-        return lambda frame: (name, _dataframe(frame))
-    if issubclass(cls, pandas.Series):
-        return lambda series: (
-            name,
-            (str(series.dtype), series.name, series.index, series.to_numpy()),
-        )
-    if issubclass(cls, pandas.MultiIndex):
-        return lambda index: (
-            name,
-            (list(index.names), list(index.levels), list(index.codes)),
-        )
-    if issubclass(cls, pandas.RangeIndex):
-        return lambda index: (name, (index.name, index.start, index.stop, index.step))
-    if issubclass(cls, pandas.Index):
-        return lambda index: (name, (str(index.dtype), list(index.names), index.to_numpy()))
-    # Timestamp and Timedelta subclass datetime and timedelta but carry nanoseconds.
-    if issubclass(cls, pandas.Timestamp):
-        return lambda moment: (name, (moment.value, moment.tzname()))
-    if issubclass(cls, pandas.Timedelta):
-        return lambda delta: (name, delta.value)
-    return None
+def _dataframe(cls: type, name: str) -> Handler:
+    def handle(frame: Any) -> Reduction:
+        dtypes = frame.dtypes
+        kinds = set(dtypes)
+        values: object
+        if len(kinds) == 1 and _is_plain_numpy(next(iter(kinds))):
+            # One numpy dtype: hash all values as one 2-D array instead of column by column.
+            values = ("block", frame.to_numpy())
+        else:
+            values = ("columns", _columns(frame, dtypes))
+        return name, (frame.columns, frame.index, values, *_carried(frame))
+
+    return handle
 
 
-def _dataframe(frame: Any) -> object:
-    dtypes = frame.dtypes
-    kinds = set(dtypes)
-    if len(kinds) == 1:
-        (dtype,) = kinds
-        if type(dtype).__module__.startswith("numpy") and not dtype.hasobject:
-            # One dtype: hash all values as one 2-D array instead of column by column.
-            return ("block", frame.columns, frame.index, frame.to_numpy())
-    columns = [
-        (str(dtype), series.to_numpy())
-        for (_, series), dtype in zip(frame.items(), dtypes, strict=True)
+def _is_plain_numpy(dtype: Any) -> bool:
+    return type(dtype).__module__.startswith("numpy") and not dtype.hasobject
+
+
+def _columns(frame: Any, dtypes: Any) -> list[object]:
+    return [
+        (dtype, _values(series)) for (_, series), dtype in zip(frame.items(), dtypes, strict=True)
     ]
-    return ("columns", frame.columns, frame.index, columns)
 
 
-def _pydantic_handler(cls: Any, name: str) -> Handler:
+def _carried(obj: Any) -> tuple[object, object]:
+    """What a Series or DataFrame carries through operations besides its data."""
+    return obj.attrs, obj.flags.allows_duplicate_labels
+
+
+def _series(cls: type, name: str) -> Handler:
+    return lambda series: (
+        name,
+        (series.dtype, series.name, series.index, _values(series), *_carried(series)),
+    )
+
+
+def _multi_index(cls: type, name: str) -> Handler:
+    return lambda index: (name, (list(index.names), list(index.levels), list(index.codes)))
+
+
+def _range_index(cls: type, name: str) -> Handler:
+    return lambda index: (name, (index.name, index.start, index.stop, index.step))
+
+
+def _index(cls: type, name: str) -> Handler:
+    # Only datetime, timedelta and period indexes have a frequency; it changes shifts and
+    # resampling, and a DatetimeIndex may have one or not for the same values.
+    return lambda index: (
+        name,
+        (index.dtype, list(index.names), _values(index), getattr(index, "freq", None)),
+    )
+
+
+def _values(obj: Any) -> object:
+    """The values of a Series or Index: a numpy array, or those of its extension array."""
+    if type(obj.dtype).__module__.startswith("numpy"):
+        return obj.to_numpy()
+    return _extension_values(obj.array)
+
+
+def _extension_values(array: Any) -> object:
+    pandas = sys.modules["pandas"]
+    if isinstance(array, pandas.Categorical):
+        # With the categories in the dtype, the codes are the values, and much faster to hash.
+        return array.codes
+    masked = (pandas.arrays.IntegerArray, pandas.arrays.FloatingArray, pandas.arrays.BooleanArray)
+    if isinstance(array, masked):
+        # `to_numpy()` would turn integers with a missing value into floats, losing precision.
+        numpy_dtype = array.dtype.numpy_dtype
+        return array.isna(), array.to_numpy(numpy_dtype, na_value=numpy_dtype.type(0))
+    return array.to_numpy()
+
+
+def _timestamp(cls: type, name: str) -> Handler:
+    # Timestamp subclasses datetime but carries nanoseconds and a resolution (`unit`), which
+    # decides the dtype of the arrays it goes into.
+    return lambda moment: (name, (moment.value, moment.unit, moment.tzinfo, moment.fold))
+
+
+def _timedelta(cls: type, name: str) -> Handler:
+    return lambda delta: (name, (delta.value, delta.unit))
+
+
+def _not_a_time(cls: type, name: str) -> Handler:
+    # NaT subclasses datetime but has no date, time or zone to read.
+    return lambda _: (name, None)
+
+
+def _extension_dtype(cls: type, name: str) -> Handler:
+    # `_metadata` is the documented list of the attributes that define an extension dtype (its
+    # `==` and `hash()` use them): categories and order, unit and zone, frequency, ...
+    fields = tuple(getattr(cls, "_metadata", ()))
+    return lambda dtype: (name, {field: getattr(dtype, field) for field in fields})
+
+
+def _extension_array(cls: type, name: str) -> Handler:
+    return lambda array: (name, (array.dtype, _extension_values(array)))
+
+
+def _pydantic(cls: Any, name: str) -> Handler:
     fields = tuple(cls.model_fields)
 
     def handle(model: Any) -> Reduction:
@@ -107,3 +174,36 @@ def _pydantic_handler(cls: Any, name: str) -> Handler:
         return name, (values, extra or None)
 
     return handle
+
+
+# Order matters: the first kind that matches a type hashes it. numpy scalars and pandas
+# timestamps subclass Python numbers and datetimes, so these come before the standard library's.
+KINDS: tuple[Kind, ...] = (
+    Kind("numpy.ma.MaskedArray", library_type("numpy.ma", lambda ma: ma.MaskedArray), _masked),
+    Kind("numpy.ndarray", library_type("numpy", lambda numpy: numpy.ndarray), _ndarray),
+    Kind("numpy.generic", library_type("numpy", lambda numpy: numpy.generic), _numpy_scalar),
+    Kind("numpy.dtype", library_type("numpy", lambda numpy: numpy.dtype), _numpy_dtype),
+    Kind("pandas.DataFrame", library_type("pandas", lambda pd: pd.DataFrame), _dataframe),
+    Kind("pandas.Series", library_type("pandas", lambda pd: pd.Series), _series),
+    Kind("pandas.MultiIndex", library_type("pandas", lambda pd: pd.MultiIndex), _multi_index),
+    Kind("pandas.RangeIndex", library_type("pandas", lambda pd: pd.RangeIndex), _range_index),
+    Kind("pandas.Index", library_type("pandas", lambda pd: pd.Index), _index),
+    Kind("pandas.Timestamp", library_type("pandas", lambda pd: pd.Timestamp), _timestamp),
+    Kind("pandas.Timedelta", library_type("pandas", lambda pd: pd.Timedelta), _timedelta),
+    Kind("pandas.NaT", library_type("pandas", lambda pd: type(pd.NaT)), _not_a_time),
+    Kind(
+        "pandas.api.extensions.ExtensionDtype",
+        library_type("pandas", lambda pd: pd.api.extensions.ExtensionDtype),
+        _extension_dtype,
+    ),
+    Kind(
+        "pandas.api.extensions.ExtensionArray",
+        library_type("pandas", lambda pd: pd.api.extensions.ExtensionArray),
+        _extension_array,
+    ),
+    Kind(
+        "pydantic.BaseModel",
+        library_type("pydantic", lambda pydantic: pydantic.BaseModel),
+        _pydantic,
+    ),
+)
