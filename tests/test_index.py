@@ -96,7 +96,9 @@ def test_schema_is_created_with_its_version(store: Store) -> None:
         columns = [row[1] for row in conn.execute("PRAGMA table_info(records)")]
     assert version == SCHEMA_VERSION == len(MIGRATIONS)
     assert journal == "wal"
-    assert columns == [*COLUMNS, "computations"]  # computations is kept by SQL, not by Record
+    # Columns are added at the end by migrations; computations is kept by SQL, not by Record.
+    assert sorted(columns) == sorted([*COLUMNS, "computations"])
+    assert len(columns) == len(COLUMNS) + 1
     assert {
         ("table", "records"),
         ("table", "locks"),
@@ -449,11 +451,12 @@ def doc_queries() -> list[str]:
     return re.findall(r"```sql\n(.*?)```", DOCS.read_text(), flags=re.DOTALL)
 
 
-def test_docs_document_every_column() -> None:
+def test_docs_document_every_column(tmp_path: Path) -> None:
     text = DOCS.read_text()
     table = text.split("## Table `records`")[1].split("###")[0]
     documented = re.findall(r"^\| `(\w+)` \|", table, flags=re.MULTILINE)
-    assert documented == [*COLUMNS, "computations"]
+    conn = Index(tmp_path / "index.db").connection()
+    assert documented == [row[1] for row in conn.execute("PRAGMA table_info(records)")]
 
 
 def test_docs_queries_run(store: Store, storage: LocalStorage) -> None:

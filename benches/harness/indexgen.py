@@ -33,9 +33,7 @@ _DAY = 86_400.0
 # The rows written here are `Record` rows: the index's own column list, so the two cannot drift.
 _COLUMNS = COLUMNS
 
-Row = tuple[
-    str, str, str, float, float | None, None, int, int, str, str, str, str, float, None, str
-]
+Row = tuple[object, ...]
 
 
 @dataclass(frozen=True)
@@ -90,23 +88,21 @@ def _rows(
         created_at = oldest + created_span * (i / count)
         expires_at = created_at + _DAY if rng.random() < expiring_fraction else None
         name = task_names[i % len(task_names)] if task_names else template["task_name"]
-        yield (
-            key,
-            name,
-            template["task_qualname"] if not task_names else f"generated.{name}",
-            created_at,
-            expires_at,
-            None,
-            0,
-            template["size_bytes"],
-            template["serializer"],
-            template["storage"],
-            f"{key[:2]}/{key}",
-            f"{rng.getrandbits(128):032x}",
-            template["compute_seconds"],
-            None,
-            template["components"],
+        # The template's values for every column not set here, so new columns need no change.
+        row = {column: template[column] for column in _COLUMNS}
+        row.update(
+            key=key,
+            task_name=name,
+            task_qualname=template["task_qualname"] if not task_names else f"generated.{name}",
+            created_at=created_at,
+            expires_at=expires_at,
+            last_hit_at=None,
+            hit_count=0,
+            location=f"{key[:2]}/{key}",
+            checksum=f"{rng.getrandbits(128):032x}",
+            run_id=None,
         )
+        yield tuple(row[column] for column in _COLUMNS)
 
 
 def populate_index(

@@ -12,6 +12,7 @@ They are read on first use and kept; call `reload()` after changing the environm
 | `TASKSTASH_LOGGING_LEVEL` | `INFO` | level of the `taskstash` logger |
 | `TASKSTASH_SIGNING_KEY` | unset | sign result files (HMAC-SHA256) and load only signed ones |
 | `TASKSTASH_MAX_SIZE` | unset | most bytes of results to keep (`500MB`, `2GiB`); LRU out first |
+| `TASKSTASH_RECORD_PARAMETERS` | `true` | keep a short text of each call's arguments in its record |
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ class Settings:
             signed with and must be signed with to be loaded; None (unset or empty) for no
             signing. Kept out of `repr`, so that it does not end up in logs.
         max_size: The most bytes of results the index may hold; None for no limit.
+        record_parameters: Keep a short text of each call's arguments in its record (and
+            result header); off for inputs too sensitive to be shown by `taskstash ls`.
     """
 
     home: Path
@@ -50,6 +53,7 @@ class Settings:
     logging_level: str
     signing_key: bytes | None = field(default=None, repr=False)
     max_size: int | None = None
+    record_parameters: bool = True
 
     @classmethod
     def from_environment(cls) -> Settings:
@@ -70,6 +74,7 @@ class Settings:
             logging_level=env.get("TASKSTASH_LOGGING_LEVEL", "INFO").upper(),
             signing_key=_signing_key(),
             max_size=_max_size(),
+            record_parameters=_flag("TASKSTASH_RECORD_PARAMETERS", default=True),
         )
 
 
@@ -107,8 +112,10 @@ def _max_size() -> int | None:
         raise ValueError(f"TASKSTASH_MAX_SIZE: {exc}") from None
 
 
-def _flag(name: str) -> bool:
+def _flag(name: str, *, default: bool = False) -> bool:
     value = os.environ.get(name, "").strip().lower()
+    if not value:
+        return default
     if value in _TRUE:
         return True
     if value in _FALSE:

@@ -34,6 +34,7 @@ from taskstash.exceptions import (
 from taskstash.hashing import hash_objects
 from taskstash.locking import LockManager, SQLiteLockManager
 from taskstash.log import logger
+from taskstash.rendering import render_parameters
 from taskstash.states import Cached, Completed, Failed, State
 from taskstash.store import (
     Payload,
@@ -374,6 +375,7 @@ def _completed(call: _Call, value: Any, compute_seconds: float, return_state: bo
 
 def _store(call: _Call, destination: _Destination, value: Any, compute_seconds: float) -> None:
     task = call.task
+    current = settings.current()
     now = time.time()
     expires_at = None
     if task.cache_expiration is not None:
@@ -392,6 +394,7 @@ def _store(call: _Call, destination: _Destination, value: Any, compute_seconds: 
             compute_seconds=compute_seconds,
             run_id=str(call.flow_run.id) if call.flow_run is not None else None,
             components=destination.components,
+            parameters=render_parameters(call.parameters) if current.record_parameters else None,
             remember=task.cache_result_in_memory,
         )
     except SerializationError as exc:

@@ -61,6 +61,7 @@ COLUMNS: Final = (
     "checksum",
     "compute_seconds",
     "run_id",
+    "parameters",
     "components",
 )
 """The columns of `records`, in the order of `Record`'s fields."""
@@ -85,6 +86,7 @@ class Record:
         checksum: XXH3-128 hex of the payload.
         compute_seconds: How long computing the result took.
         run_id: The flow run that computed it, if any.
+        parameters: A short text of the call's arguments (`x=1, path='a.csv'`), or None.
         components: Hash of each cache-policy component, by component name.
     """
 
@@ -102,6 +104,7 @@ class Record:
     checksum: str
     compute_seconds: float
     run_id: str | None
+    parameters: str | None = None
     components: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -122,6 +125,7 @@ class Record:
             checksum=header.checksum,
             compute_seconds=header.compute_seconds,
             run_id=header.run_id,
+            parameters=header.parameters,
             components=dict(header.components),
         )
 

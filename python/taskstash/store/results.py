@@ -75,6 +75,7 @@ class ResultHeader:
         compute_seconds: How long computing the result took.
         run_id: The flow run that computed it, if any.
         components: Hash of each cache-policy component that made the key, by component name.
+        parameters: A short text of the call's arguments (`x=1, path='a.csv'`), or None.
     """
 
     key: str
@@ -88,6 +89,7 @@ class ResultHeader:
     compute_seconds: float
     run_id: str | None
     components: dict[str, str] = field(default_factory=dict)
+    parameters: str | None = None
 
 
 _HEADER_FIELDS: Final = tuple(f.name for f in fields(ResultHeader))
@@ -105,6 +107,7 @@ def make_header(
     compute_seconds: float = 0.0,
     run_id: str | None = None,
     components: dict[str, str] | None = None,
+    parameters: str | None = None,
 ) -> ResultHeader:
     """A header for `payload`, with its checksum and size computed.
 
@@ -119,6 +122,7 @@ def make_header(
         compute_seconds: How long computing the result took.
         run_id: The flow run, if any.
         components: Per-component hashes of the cache policy.
+        parameters: A short text of the call's arguments, or None.
 
     Returns:
         The header.
@@ -135,6 +139,7 @@ def make_header(
         compute_seconds=float(compute_seconds),
         run_id=run_id,
         components=dict(components or {}),
+        parameters=parameters,
     )
 
 
@@ -370,6 +375,7 @@ def _header_from_dict(raw: dict[str, Any]) -> ResultHeader:
         compute_seconds=number("compute_seconds"),
         run_id=text("run_id", optional=True),
         components=components,
+        parameters=text("parameters", optional=True) if "parameters" in raw else None,
     )
 
 

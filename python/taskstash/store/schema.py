@@ -12,7 +12,7 @@ from typing import Final
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION"]
 
-SCHEMA_VERSION: Final = 3
+SCHEMA_VERSION: Final = 4
 
 
 def _migrate_to_1(conn: sqlite3.Connection) -> None:
@@ -203,10 +203,50 @@ def _migrate_to_3(conn: sqlite3.Connection) -> None:
     )
 
 
+def _migrate_to_4(conn: sqlite3.Connection) -> None:
+    """Version 4: a short text of each record's call arguments, in the table and the view."""
+    # NULL for records made before, or with TASKSTASH_RECORD_PARAMETERS=false.
+    conn.execute("ALTER TABLE records ADD COLUMN parameters TEXT")
+    conn.execute("DROP VIEW records_readable")
+    conn.execute(
+        """
+        CREATE VIEW records_readable AS
+        SELECT
+            key,
+            task_name,
+            task_qualname,
+            parameters,
+            strftime('%Y-%m-%dT%H:%M:%fZ', created_at, 'unixepoch') AS created,
+            strftime('%Y-%m-%dT%H:%M:%fZ', expires_at, 'unixepoch') AS expires,
+            strftime('%Y-%m-%dT%H:%M:%fZ', last_hit_at, 'unixepoch') AS last_hit,
+            expires_at IS NOT NULL
+                AND expires_at <= (julianday('now') - 2440587.5) * 86400.0 AS expired,
+            hit_count,
+            size_bytes,
+            CASE
+                WHEN size_bytes < 1024 THEN size_bytes || ' B'
+                WHEN size_bytes < 1048576 THEN printf('%.1f KiB', size_bytes / 1024.0)
+                WHEN size_bytes < 1073741824 THEN printf('%.1f MiB', size_bytes / 1048576.0)
+                ELSE printf('%.1f GiB', size_bytes / 1073741824.0)
+            END AS size,
+            round(compute_seconds, 6) AS compute_seconds,
+            serializer,
+            storage,
+            location,
+            checksum,
+            run_id,
+            components,
+            computations
+        FROM records
+        """
+    )
+
+
 MIGRATIONS: Final[tuple[Callable[[sqlite3.Connection], None], ...]] = (
     _migrate_to_1,
     _migrate_to_2,
     _migrate_to_3,
+    _migrate_to_4,
 )
 """`MIGRATIONS[n]` upgrades a database from schema version n to n + 1. Append only."""
 assert len(MIGRATIONS) == SCHEMA_VERSION

@@ -336,6 +336,7 @@ class Store(HitCounter):
         compute_seconds: float = 0.0,
         run_id: str | None = None,
         components: dict[str, str] | None = None,
+        parameters: str | None = None,
         remember: bool = False,
     ) -> Record:
         """Serializes and stores a result, the payload streamed straight into its file.
@@ -357,6 +358,7 @@ class Store(HitCounter):
             compute_seconds: How long computing the result took.
             run_id: The flow run, if any.
             components: Per-component hashes of the cache policy.
+            parameters: A short text of the call's arguments, or None.
             remember: Keep the payload in the memory layer too (if it is at most
                 `large_result_bytes`), for `fetch(remember=True)`.
 
@@ -383,6 +385,7 @@ class Store(HitCounter):
             compute_seconds=compute_seconds,
             run_id=run_id,
             components=components,
+            parameters=parameters,
         )
         copy = _PayloadCopy(self.large_result_bytes if remember else -1)
         write = partial(_dump_copied, serializer, value, copy)
