@@ -399,6 +399,72 @@ def test_two_processes_write_one_index(store: Store, storage: LocalStorage) -> N
     assert len(list(storage.locations())) == 2 * n
 
 
+# A writer whose second thread holds a connection to the index (as a SERIALIZABLE task's lock
+# manager does): opening more connections must never drop the process's locks on the file.
+HELD_WRITER = """
+import sys, threading, time
+from taskstash.store import LocalStorage, Store, default_location, make_header
+store = Store(sys.argv[1])
+storage = LocalStorage(sys.argv[2])
+tag, n = sys.argv[3], int(sys.argv[4])
+opened, done = threading.Event(), threading.Event()
+def hold():
+    store.index.connection().execute("SELECT count(*) FROM records").fetchone()
+    opened.set()
+    done.wait()
+holder = threading.Thread(target=hold)
+holder.start()
+opened.wait()
+for i in range(n):
+    key = f"{tag}{i:x}".rjust(32, "0")
+    payload = f"{tag}-{i}".encode()
+    h = make_header(key, payload, task_name=tag, task_qualname="m." + tag,
+                    serializer="pickle", created_at=time.time())
+    store.save(h, payload, storage, default_location(key))
+done.set()
+holder.join()
+"""
+
+# A plain sqlite3 reader: each close of its last connection checkpoints and deletes the WAL if
+# it can lock the database file exclusively, that is if no other process holds a lock on it.
+POLLING_READER = """
+import os, sqlite3, sys
+while not os.path.exists(sys.argv[2]):
+    conn = sqlite3.connect(sys.argv[1])
+    conn.execute("SELECT count(*) FROM records").fetchone()
+    conn.close()
+"""
+
+
+def test_no_record_is_lost_beside_a_thread_holding_a_connection(
+    storage: LocalStorage, tmp_path: Path
+) -> None:
+    n = 100
+    path, stop = str(tmp_path / "index.db"), tmp_path / "stop"
+    Store(path).close()  # no connection of this process may hold the file locked
+    reader = subprocess.Popen([sys.executable, "-c", POLLING_READER, path, str(stop)])
+    try:
+        writers = [
+            subprocess.Popen(
+                [sys.executable, "-c", HELD_WRITER, path, storage.root, tag, str(n)],
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for tag in ("a", "b")
+        ]
+        for writer in writers:
+            _, stderr = writer.communicate(timeout=120)
+            assert writer.returncode == 0, stderr
+    finally:
+        stop.touch()
+        reader.wait(timeout=60)
+    with raw(path) as conn:
+        counts = dict(conn.execute("SELECT task_name, count(*) FROM records GROUP BY task_name"))
+        integrity = conn.execute("PRAGMA integrity_check").fetchall()
+    assert counts == {"a": n, "b": n}
+    assert integrity == [("ok",)]
+
+
 def test_a_forked_child_uses_its_own_connection(store: Store, storage: LocalStorage) -> None:
     if not hasattr(os, "fork"):
         pytest.skip("no fork on this platform")
