@@ -18,7 +18,12 @@ from typing import TYPE_CHECKING, Any
 from taskstash import settings
 from taskstash.cache_policies import CacheKeyFnPolicy
 from taskstash.context import FlowRun, TaskRun, TaskRunContext, current_flow_run
-from taskstash.exceptions import CacheCorruptedError, HashingError, SerializationError
+from taskstash.exceptions import (
+    CacheCorruptedError,
+    HashingError,
+    IndexUnusableError,
+    SerializationError,
+)
 from taskstash.hashing import hash_objects
 from taskstash.locking import LockManager, SQLiteLockManager
 from taskstash.log import logger
@@ -46,7 +51,7 @@ __all__ = ["key_of", "memory_layer", "run", "run_async", "start"]
 _INFO, _DEBUG, _ERROR = logging.INFO, logging.DEBUG, logging.ERROR
 
 # What a broken or unreachable index raises; none of them may fail the user's call.
-_INDEX_ERRORS = (CacheCorruptedError, sqlite3.Error, OSError)
+_INDEX_ERRORS = (IndexUnusableError, CacheCorruptedError, sqlite3.Error, OSError)
 
 memory_layer = MemoryLayer()
 """Results kept in this process for tasks with `cache_result_in_memory=True`."""

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Final
 
-from taskstash.exceptions import CorruptIndexError, TaskstashError
+from taskstash.exceptions import CorruptIndexError, IndexTooNewError, TaskstashError
 from taskstash.store.base import makedirs_private, temp_name
 from taskstash.store.schema import MIGRATIONS, SCHEMA_VERSION
 
@@ -111,10 +111,13 @@ def user_version(conn: sqlite3.Connection) -> int:
 
 def _check_version(version: int, path: str) -> None:
     if version > SCHEMA_VERSION:
-        raise TaskstashError(
-            f"the taskstash index {path} has schema version {version}, newer than the "
-            f"{SCHEMA_VERSION} this taskstash knows: upgrade taskstash, or point "
-            "TASKSTASH_INDEX_PATH elsewhere"
+        raise IndexTooNewError(
+            f"the taskstash index {path} has schema version {version}, written by a newer "
+            f"taskstash; this one knows up to {SCHEMA_VERSION}: upgrade taskstash here, or give "
+            "this environment an index of its own with TASKSTASH_INDEX_PATH (or TASKSTASH_HOME)",
+            path,
+            version,
+            SCHEMA_VERSION,
         )
 
 
@@ -129,7 +132,7 @@ def migrate(conn: sqlite3.Connection, path: str) -> bool:
         Whether any migration ran.
 
     Raises:
-        TaskstashError: The database is newer than this code.
+        IndexTooNewError: The database is newer than this code.
     """
     version = user_version(conn)
     if version == SCHEMA_VERSION:
