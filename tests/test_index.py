@@ -285,13 +285,15 @@ def test_hits_flush_after_a_batch(store: Store, storage: LocalStorage) -> None:
     assert hits_in_file(store.path, key_of(1)) == (HIT_FLUSH_COUNT, now)
 
 
-def test_hits_flush_after_a_while(store: Store, storage: LocalStorage) -> None:
+def test_hits_are_written_a_moment_after_they_come(store: Store, storage: LocalStorage) -> None:
     save(store, storage, key_of(1))
     now = time.time()
     store.note_hit(key_of(1), now)
-    assert hits_in_file(store.path, key_of(1))[0] == 0
-    store.note_hit(key_of(1), now + HIT_FLUSH_SECONDS + 1)
-    assert hits_in_file(store.path, key_of(1)) == (2, now + HIT_FLUSH_SECONDS + 1)
+    store.note_hit(key_of(1), now + 1)
+    deadline = time.monotonic() + HIT_FLUSH_SECONDS + 10
+    while hits_in_file(store.path, key_of(1))[0] < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)  # no flush, no close: the background thread writes them
+    assert hits_in_file(store.path, key_of(1)) == (2, now + 1)
 
 
 def test_hits_of_a_replaced_record_are_dropped(store: Store, storage: LocalStorage) -> None:
@@ -318,6 +320,65 @@ store.note_hit(key, time.time())
 """
     subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
     assert hits_in_file(str(path), "ab" * 16)[0] == 2
+
+
+POOL_TASK = """
+from taskstash import task
+from taskstash.cache_policies import INPUTS
+
+@task(cache_policy=INPUTS)
+def square(x: int) -> int:
+    return x * x
+
+def call_square(x: int) -> int:
+    return square(x)
+"""
+
+# Every call in the pool's workers is a hit: the parent computed each value first.
+POOL_MAIN = """
+import multiprocessing, sqlite3, sys, time
+from pool_task import call_square, square
+
+def hits(path):
+    with sqlite3.connect(path) as conn:
+        return conn.execute("SELECT coalesce(sum(hit_count), 0) FROM records").fetchone()[0]
+
+if __name__ == "__main__":
+    method, ending, index, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    for x in range(n):
+        square(x)
+    context = multiprocessing.get_context(method)
+    if ending == "join":
+        pool = context.Pool(2)
+        assert pool.map(call_square, range(n), chunksize=1) == [x * x for x in range(n)]
+        pool.close()
+        pool.join()
+    else:  # the block's end may kill the workers: their hits must be written while they live
+        with context.Pool(2) as pool:
+            assert pool.map(call_square, range(n), chunksize=1) == [x * x for x in range(n)]
+            deadline = time.monotonic() + 5
+            while hits(index) < n and time.monotonic() < deadline:
+                time.sleep(0.05)
+            sys.exit(f"{hits(index)} of {n} hits recorded" if hits(index) < n else 0)
+"""
+
+
+@pytest.mark.parametrize("ending", ["join", "terminate"])
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_hits_in_pool_workers_are_recorded(
+    method: str, ending: str, tmp_path: Path, taskstash_home: Path
+) -> None:
+    (tmp_path / "pool_task.py").write_text(POOL_TASK)
+    (tmp_path / "pool_main.py").write_text(POOL_MAIN)
+    index, n = str(taskstash_home / "index.db"), 20
+    subprocess.run(
+        [sys.executable, str(tmp_path / "pool_main.py"), method, ending, index, str(n)],
+        check=True,
+        timeout=120,
+    )
+    with raw(index) as conn:
+        records, hits = conn.execute("SELECT count(*), sum(hit_count) FROM records").fetchone()
+    assert (records, hits) == (n, n)
 
 
 # --- sharing and concurrency -------------------------------------------------------------

@@ -59,7 +59,7 @@ class TaskStats:
         task_name: The task.
         records: Records of the task.
         total_bytes: Bytes of their result files.
-        hits: Hits written to the index (they lag running programs by a few seconds).
+        hits: Hits written to the index (they lag running programs by about a second).
         computations: Times its records were computed (stored).
         hit_rate: `hits / (hits + computations)`.
         compute_seconds_saved: The sum over records of hits times computing time.
