@@ -7,7 +7,10 @@ result files, filled by calling cached tasks.
 from __future__ import annotations
 
 import datetime
+import os
 import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -16,6 +19,7 @@ import pytest
 from taskstash import Cache, explain, task
 from taskstash.cache_policies import INPUTS
 from taskstash.store import Record
+from taskstash.store.verify import WRITE_GRACE_SECONDS
 from taskstash.tasks import Task
 
 SLEEP = 0.05
@@ -339,6 +343,14 @@ def test_verify_finds_every_kind_of_problem_and_fix_repairs_them(
     shard = file_of(healthy).parent
     temporary = shard / f".{healthy.key}.0123456789abcdef.tstmp"
     temporary.write_bytes(b"half a result")
+    # Left by writes that ended long ago; files as young as these may be saves in progress.
+    for path in (stray, temporary):
+        past = time.time() - WRITE_GRACE_SECONDS - 60
+        os.utime(path, (past, past))
+    young_stray = stray.with_name("young")
+    young_stray.write_bytes(b"about to be recorded")
+    young_temporary = shard / f".{healthy.key}.fedcba9876543210.tstmp"
+    young_temporary.write_bytes(b"being written")
 
     report = cache.verify()
     assert not report.ok
@@ -356,8 +368,12 @@ def test_verify_finds_every_kind_of_problem_and_fix_repairs_them(
     assert fixed.ok
     assert not stray.exists()
     assert not temporary.exists()
+    assert young_stray.exists()
+    assert young_temporary.exists()
     assert [r.key for r in cache.records()] == [healthy.key]
-    assert result_files(taskstash_home) == {file_of(healthy)}
+    assert result_files(taskstash_home) == {file_of(healthy), young_stray, young_temporary}
+    young_stray.unlink()
+    young_temporary.unlink()
 
     again = cache.verify()
     assert again.ok
@@ -366,6 +382,45 @@ def test_verify_finds_every_kind_of_problem_and_fix_repairs_them(
     calls = len(ran.calls)
     assert [alpha(1), alpha(2), alpha(3)] == [10, 20, 30]
     assert len(ran.calls) == calls + 3  # the removed rows were computed again
+
+
+# Stores results through the index and storage of TASKSTASH_HOME, each file's row committed a
+# moment after its file is in place, as every save does.
+VERIFY_WRITER = """
+import sys, time
+from taskstash import settings
+from taskstash.store import LocalStorage, default_location, make_header, open_store
+current = settings.current()
+store = open_store(current.index_path)
+storage = LocalStorage(current.local_storage_path)
+for i in range(int(sys.argv[1])):
+    key = f"{i:032x}"
+    payload = f"result {i}".encode() * 200
+    header = make_header(key, payload, task_name="w", task_qualname="m.w",
+                         serializer="pickle", created_at=time.time())
+    store.save(header, payload, storage, default_location(key))
+"""
+
+
+def test_verify_fix_beside_a_writer_removes_nothing_it_stores(taskstash_home: Path) -> None:
+    n = 300
+    Cache()  # the index exists before the writer starts
+    writer = subprocess.Popen(
+        [sys.executable, "-c", VERIFY_WRITER, str(n)], stderr=subprocess.PIPE, text=True
+    )
+    rounds = 0
+    while writer.poll() is None:
+        Cache().verify(fix=True)
+        rounds += 1
+    _, stderr = writer.communicate(timeout=60)
+    assert writer.returncode == 0, stderr
+    assert rounds > 1
+    cache = Cache()
+    assert cache.totals()[0] == n
+    assert len(result_files(taskstash_home)) == n
+    report = cache.verify()
+    assert report.ok, report
+    assert (report.records, report.files) == (n, n)
 
 
 def test_verify_reports_progress(filled: list[str]) -> None:

@@ -287,13 +287,15 @@ def test_hits_flush_after_a_batch(store: Store, storage: LocalStorage) -> None:
     assert hits_in_file(store.path, key_of(1)) == (HIT_FLUSH_COUNT, now)
 
 
-def test_hits_flush_after_a_while(store: Store, storage: LocalStorage) -> None:
+def test_hits_are_written_a_moment_after_they_come(store: Store, storage: LocalStorage) -> None:
     save(store, storage, key_of(1))
     now = time.time()
     store.note_hit(key_of(1), now)
-    assert hits_in_file(store.path, key_of(1))[0] == 0
-    store.note_hit(key_of(1), now + HIT_FLUSH_SECONDS + 1)
-    assert hits_in_file(store.path, key_of(1)) == (2, now + HIT_FLUSH_SECONDS + 1)
+    store.note_hit(key_of(1), now + 1)
+    deadline = time.monotonic() + HIT_FLUSH_SECONDS + 10
+    while hits_in_file(store.path, key_of(1))[0] < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)  # no flush, no close: the background thread writes them
+    assert hits_in_file(store.path, key_of(1)) == (2, now + 1)
 
 
 def test_hits_of_a_replaced_record_are_dropped(store: Store, storage: LocalStorage) -> None:
@@ -320,6 +322,65 @@ store.note_hit(key, time.time())
 """
     subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
     assert hits_in_file(str(path), "ab" * 16)[0] == 2
+
+
+POOL_TASK = """
+from taskstash import task
+from taskstash.cache_policies import INPUTS
+
+@task(cache_policy=INPUTS)
+def square(x: int) -> int:
+    return x * x
+
+def call_square(x: int) -> int:
+    return square(x)
+"""
+
+# Every call in the pool's workers is a hit: the parent computed each value first.
+POOL_MAIN = """
+import multiprocessing, sqlite3, sys, time
+from pool_task import call_square, square
+
+def hits(path):
+    with sqlite3.connect(path) as conn:
+        return conn.execute("SELECT coalesce(sum(hit_count), 0) FROM records").fetchone()[0]
+
+if __name__ == "__main__":
+    method, ending, index, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    for x in range(n):
+        square(x)
+    context = multiprocessing.get_context(method)
+    if ending == "join":
+        pool = context.Pool(2)
+        assert pool.map(call_square, range(n), chunksize=1) == [x * x for x in range(n)]
+        pool.close()
+        pool.join()
+    else:  # the block's end may kill the workers: their hits must be written while they live
+        with context.Pool(2) as pool:
+            assert pool.map(call_square, range(n), chunksize=1) == [x * x for x in range(n)]
+            deadline = time.monotonic() + 5
+            while hits(index) < n and time.monotonic() < deadline:
+                time.sleep(0.05)
+            sys.exit(f"{hits(index)} of {n} hits recorded" if hits(index) < n else 0)
+"""
+
+
+@pytest.mark.parametrize("ending", ["join", "terminate"])
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_hits_in_pool_workers_are_recorded(
+    method: str, ending: str, tmp_path: Path, taskstash_home: Path
+) -> None:
+    (tmp_path / "pool_task.py").write_text(POOL_TASK)
+    (tmp_path / "pool_main.py").write_text(POOL_MAIN)
+    index, n = str(taskstash_home / "index.db"), 20
+    subprocess.run(
+        [sys.executable, str(tmp_path / "pool_main.py"), method, ending, index, str(n)],
+        check=True,
+        timeout=120,
+    )
+    with raw(index) as conn:
+        records, hits = conn.execute("SELECT count(*), sum(hit_count) FROM records").fetchone()
+    assert (records, hits) == (n, n)
 
 
 # --- sharing and concurrency -------------------------------------------------------------
@@ -399,6 +460,72 @@ def test_two_processes_write_one_index(store: Store, storage: LocalStorage) -> N
     assert counts == {"parent": n, "child": n}
     assert child_hits == n  # flushed by the child at exit
     assert len(list(storage.locations())) == 2 * n
+
+
+# A writer whose second thread holds a connection to the index (as a SERIALIZABLE task's lock
+# manager does): opening more connections must never drop the process's locks on the file.
+HELD_WRITER = """
+import sys, threading, time
+from taskstash.store import LocalStorage, Store, default_location, make_header
+store = Store(sys.argv[1])
+storage = LocalStorage(sys.argv[2])
+tag, n = sys.argv[3], int(sys.argv[4])
+opened, done = threading.Event(), threading.Event()
+def hold():
+    store.index.connection().execute("SELECT count(*) FROM records").fetchone()
+    opened.set()
+    done.wait()
+holder = threading.Thread(target=hold)
+holder.start()
+opened.wait()
+for i in range(n):
+    key = f"{tag}{i:x}".rjust(32, "0")
+    payload = f"{tag}-{i}".encode()
+    h = make_header(key, payload, task_name=tag, task_qualname="m." + tag,
+                    serializer="pickle", created_at=time.time())
+    store.save(h, payload, storage, default_location(key))
+done.set()
+holder.join()
+"""
+
+# A plain sqlite3 reader: each close of its last connection checkpoints and deletes the WAL if
+# it can lock the database file exclusively, that is if no other process holds a lock on it.
+POLLING_READER = """
+import os, sqlite3, sys
+while not os.path.exists(sys.argv[2]):
+    conn = sqlite3.connect(sys.argv[1])
+    conn.execute("SELECT count(*) FROM records").fetchone()
+    conn.close()
+"""
+
+
+def test_no_record_is_lost_beside_a_thread_holding_a_connection(
+    storage: LocalStorage, tmp_path: Path
+) -> None:
+    n = 100
+    path, stop = str(tmp_path / "index.db"), tmp_path / "stop"
+    Store(path).close()  # no connection of this process may hold the file locked
+    reader = subprocess.Popen([sys.executable, "-c", POLLING_READER, path, str(stop)])
+    try:
+        writers = [
+            subprocess.Popen(
+                [sys.executable, "-c", HELD_WRITER, path, storage.root, tag, str(n)],
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for tag in ("a", "b")
+        ]
+        for writer in writers:
+            _, stderr = writer.communicate(timeout=120)
+            assert writer.returncode == 0, stderr
+    finally:
+        stop.touch()
+        reader.wait(timeout=60)
+    with raw(path) as conn:
+        counts = dict(conn.execute("SELECT task_name, count(*) FROM records GROUP BY task_name"))
+        integrity = conn.execute("PRAGMA integrity_check").fetchall()
+    assert counts == {"a": n, "b": n}
+    assert integrity == [("ok",)]
 
 
 def test_a_forked_child_uses_its_own_connection(store: Store, storage: LocalStorage) -> None:

@@ -26,6 +26,7 @@ from taskstash import settings, task
 from taskstash.cache_policies import INPUTS
 from taskstash.exceptions import CacheCorruptedError, CorruptIndexError, TaskstashError
 from taskstash.store import (
+    SCHEMA_VERSION,
     LocalStorage,
     Store,
     default_location,
@@ -493,3 +494,27 @@ def test_an_index_that_cannot_be_created_does_not_fail_calls(
     warnings = [r.getMessage() for r in captured if r.levelno == logging.WARNING]
     assert len(warnings) == 1
     assert "the cache index cannot be used" in warnings[0]
+
+
+def test_an_index_of_a_newer_schema_runs_calls_uncached_with_one_warning(
+    taskstash_home: Path, log: list[str]
+) -> None:
+    path = settings.current().index_path
+    path.parent.mkdir(parents=True)
+    with sqlite3.connect(path) as conn:  # as a newer taskstash sharing this home left it
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    ran: list[int] = []
+
+    @task(cache_policy=INPUTS)
+    def double(x: int) -> int:
+        ran.append(x)
+        return 2 * x
+
+    assert [double(2), double(2), double(3)] == [4, 4, 6]
+    assert ran == [2, 2, 3]
+    (warning,) = log  # once per task
+    assert str(path) in warning
+    assert f"schema version {SCHEMA_VERSION + 1}" in warning
+    assert f"knows up to {SCHEMA_VERSION}" in warning
+    assert "upgrade taskstash" in warning
+    assert "uncached" in warning

@@ -13,7 +13,6 @@ front end to it.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 from collections.abc import Callable, Iterable
@@ -22,20 +21,16 @@ from itertools import islice
 from typing import Any
 
 from taskstash import settings
-from taskstash.exceptions import CorruptResultError
 from taskstash.store import (
-    LocalStorage,
     Record,
     ResultStorage,
     open_store,
     rebuild_index,
     resolve_storage,
-    storage_for_url,
 )
-from taskstash.store.base import is_temp
 from taskstash.store.eviction import Removed
 from taskstash.store.index import COLUMNS
-from taskstash.store.streams import Refused, open_verified
+from taskstash.store.verify import Verified, storages_of, verify
 
 __all__ = ["Cache", "Pruned", "TaskStats", "Verified"]
 
@@ -59,7 +54,7 @@ class TaskStats:
         task_name: The task.
         records: Records of the task.
         total_bytes: Bytes of their result files.
-        hits: Hits written to the index (they lag running programs by a few seconds).
+        hits: Hits written to the index (they lag running programs by about a second).
         computations: Times its records were computed (stored).
         hit_rate: `hits / (hits + computations)`.
         compute_seconds_saved: The sum over records of hits times computing time.
@@ -81,37 +76,6 @@ class Pruned:
     records: int
     bytes: int
     keys: list[str] = field(default_factory=list)
-
-
-@dataclass
-class Verified:
-    """What `verify` found; with `fix`, what it repaired.
-
-    Attributes:
-        records: Index rows checked.
-        files: Result files found in the storages.
-        missing: Keys whose result file is missing.
-        damaged: Keys whose file is damaged or holds another key's result.
-        orphans: Files (`storage/location`) no row points to.
-        temporary: Temporary files left by interrupted writes.
-        integrity: SQLite's `integrity_check` complaints (empty when sound).
-        fixed: Whether the problems above were repaired (rows and files removed).
-    """
-
-    records: int = 0
-    files: int = 0
-    missing: list[str] = field(default_factory=list)
-    damaged: list[str] = field(default_factory=list)
-    orphans: list[str] = field(default_factory=list)
-    temporary: list[str] = field(default_factory=list)
-    integrity: list[str] = field(default_factory=list)
-    fixed: bool = False
-
-    @property
-    def ok(self) -> bool:
-        """Whether nothing is wrong (or everything found was fixed)."""
-        problems = self.missing or self.damaged or self.orphans or self.temporary
-        return self.fixed or not (problems or self.integrity)
 
 
 class Cache:
@@ -350,60 +314,18 @@ class Cache:
         Finds rows whose file is missing or damaged (checksum, framing, signature, another
         key's result), files no row points to, temporary files of interrupted writes, and
         SQLite `integrity_check` complaints. With `fix`, removes the bad rows and stray files.
-        """
-        report = Verified()
-        conn = self.store.index.connection()
-        report.integrity = [
-            str(row[0]) for row in conn.execute("PRAGMA integrity_check") if row[0] != "ok"
-        ]
-        rows = conn.execute("SELECT key, storage, location, checksum FROM records").fetchall()
-        report.records = len(rows)
-        known: dict[str, set[str]] = {}
-        for done, (key, url, location, checksum) in enumerate(rows, 1):
-            known.setdefault(url, set()).add(location)
-            storage = storage_for_url(url) or self.storage
-            try:
-                open_verified(
-                    storage,
-                    location,
-                    key=key,
-                    checksum=checksum,
-                    signing_key=self.store.signing_key,
-                ).close()
-            except Refused as exc:
-                (report.missing if str(exc) == "is missing" else report.damaged).append(key)
-            except (CorruptResultError, OSError):
-                report.damaged.append(key)
-            if progress is not None:
-                progress(done, len(rows))
-        for storage in self._storages(known):
-            for location in storage.locations():
-                report.files += 1
-                if location not in known.get(storage.url, set()):
-                    report.orphans.append(f"{storage.url.rstrip('/')}/{location}")
-                    if fix:
-                        storage.delete(location)
-            report.temporary += _temporary_files(storage)
-        if fix:
-            self._remove(dict.fromkeys(report.missing + report.damaged, 0), None)
-            for path in report.temporary:
-                _unlink(path)
-            report.fixed = not report.integrity
-        return report
 
-    def _storages(self, known: dict[str, set[str]]) -> list[ResultStorage]:
-        storages = {self.storage.url: self.storage}
-        for url in known:
-            storage = storage_for_url(url)
-            if storage is not None:
-                storages.setdefault(storage.url, storage)
-        return list(storages.values())
+        Safe while tasks run: files modified in the last `WRITE_GRACE_SECONDS` (15 minutes)
+        may be saves in progress and are left alone, and everything is removed under the
+        index's write lock after checking again that no save recorded it meanwhile (see
+        `taskstash.store.verify`).
+        """
+        return verify(self.store, self.storage, fix=fix, progress=progress)
 
     def reindex(self) -> int:
         """Rebuilds the index from the result files' headers; the number of records."""
         known = {str(row[0]) for row in self._rows("SELECT DISTINCT storage FROM records")}
-        storages = self._storages({url: set() for url in known})
-        return rebuild_index(self.path, *storages)
+        return rebuild_index(self.path, *storages_of(self.storage, known))
 
 
 def _conditions(
@@ -440,18 +362,3 @@ def _conditions(
         clauses.append("key >= ? AND key < ?")
         params += [key_prefix, key_prefix + "\uffff"]
     return (" WHERE " + " AND ".join(clauses) if clauses else ""), tuple(params)
-
-
-def _temporary_files(storage: ResultStorage) -> list[str]:
-    """Temporary files of interrupted writes in a local storage (paths)."""
-    if not isinstance(storage, LocalStorage):
-        return []
-    found: list[str] = []
-    for directory, _, files in os.walk(storage.root):
-        found += [os.path.join(directory, name) for name in sorted(files) if is_temp(name)]
-    return found
-
-
-def _unlink(path: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)

@@ -29,11 +29,11 @@ class CorruptResultError(CacheCorruptedError):
     """A result file is not a valid taskstash result (bad magic, version, length or checksum)."""
 
 
-class CorruptIndexError(CacheCorruptedError):
-    """The index file is not a database, or is truncated or malformed.
+class IndexUnusableError(TaskstashError):
+    """The index file cannot be used by this taskstash: damaged, or written by a newer release.
 
-    The message names the file and how to rebuild it from the result files
-    (`taskstash.store.rebuild_index`); the result files themselves are never touched.
+    Task calls run uncached while it lasts (with one warning per task); the message says what
+    to do.
 
     Attributes:
         path: The index file.
@@ -44,6 +44,31 @@ class CorruptIndexError(CacheCorruptedError):
         self.path = path
 
 
+class CorruptIndexError(CacheCorruptedError, IndexUnusableError):
+    """The index file is not a database, or is truncated or malformed.
+
+    The message names the file and how to rebuild it from the result files
+    (`taskstash.store.rebuild_index`); the result files themselves are never touched.
+    """
+
+
+class IndexTooNewError(IndexUnusableError):
+    """The index file has a newer schema than this taskstash knows (`PRAGMA user_version`).
+
+    Another taskstash release, say in another virtualenv sharing the same home, upgraded it.
+
+    Attributes:
+        path: The index file.
+        version: The file's schema version.
+        supported: The newest schema version this taskstash knows.
+    """
+
+    def __init__(self, message: str, path: str, version: int, supported: int) -> None:
+        super().__init__(message, path)
+        self.version = version
+        self.supported = supported
+
+
 class LockCycleError(TaskstashError):
     """A SERIALIZABLE call needs a lock that a task run it is running inside holds.
 
@@ -52,5 +77,12 @@ class LockCycleError(TaskstashError):
     """
 
 
-__all__ += ["LockCycleError"]
-__all__ += ["CacheCorruptedError", "CorruptIndexError", "CorruptResultError", "SerializationError"]
+__all__ += [
+    "CacheCorruptedError",
+    "CorruptIndexError",
+    "CorruptResultError",
+    "IndexTooNewError",
+    "IndexUnusableError",
+    "LockCycleError",
+    "SerializationError",
+]

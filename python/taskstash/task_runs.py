@@ -28,6 +28,7 @@ from taskstash.context import (
 from taskstash.exceptions import (
     CacheCorruptedError,
     HashingError,
+    IndexUnusableError,
     LockCycleError,
     SerializationError,
 )
@@ -59,7 +60,7 @@ __all__ = ["key_of", "run", "run_async", "start"]
 _INFO, _DEBUG, _ERROR = logging.INFO, logging.DEBUG, logging.ERROR
 
 # What a broken or unreachable index raises; none of them may fail the user's call.
-_INDEX_ERRORS = (CacheCorruptedError, sqlite3.Error, OSError)
+_INDEX_ERRORS = (IndexUnusableError, CacheCorruptedError, sqlite3.Error, OSError)
 
 
 @dataclass(slots=True)

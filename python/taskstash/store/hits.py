@@ -1,8 +1,13 @@
 """Cache hits, counted in memory and written to the index in batches, so a hit writes nothing.
 
-A batch is written after `HIT_FLUSH_COUNT` hits, on the first hit `HIT_FLUSH_SECONDS` or more
-after the oldest pending one, by `Store.close()`, and at interpreter exit. A forked child drops
-the hits it inherited: the parent writes its own.
+A batch is written after `HIT_FLUSH_COUNT` hits, by a background thread `HIT_FLUSH_SECONDS`
+after its first hit (at once in a `multiprocessing` child), by `Store.close()`, and when the
+process ends. A forked child drops the hits it inherited: the parent writes its own.
+
+Worker processes of `multiprocessing` end without running `atexit`: a fork worker leaves
+through `os._exit` once multiprocessing's own finalizers have run, so a flush is registered
+there too, and a pool's `terminate()` (which `with Pool(...)` calls on leaving the block) kills
+its workers outright. Hence the background thread, which writes a child's hits as they come.
 """
 
 from __future__ import annotations
@@ -10,7 +15,9 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import sys
 import threading
+import time
 import weakref
 from typing import Final
 
@@ -20,8 +27,8 @@ __all__ = ["HIT_FLUSH_COUNT", "HIT_FLUSH_SECONDS", "HitCounter"]
 
 HIT_FLUSH_COUNT: Final = 256
 """Pending hits that trigger a flush to the index."""
-HIT_FLUSH_SECONDS: Final = 5.0
-"""A hit this long after the oldest pending one triggers a flush."""
+HIT_FLUSH_SECONDS: Final = 1.0
+"""The longest a hit waits to be written, unless the process is killed meanwhile."""
 
 _log = logging.getLogger("taskstash")
 
@@ -36,31 +43,29 @@ class HitCounter:
         self._lock = threading.Lock()
         self._hits: dict[str, list[float]] = {}  # key -> [count, last hit time]
         self._pending = 0
-        self._batch_start = 0.0  # the time of the first pending hit
         _LIVE.add(self)
 
     def note_hit(self, key: str, now: float) -> None:
         """Counts a hit of `key` at `now`; written to the index in batches, not per hit.
 
-        A batch is flushed after `HIT_FLUSH_COUNT` hits, on the first hit `HIT_FLUSH_SECONDS`
-        or more after the oldest pending one, by `close()`, and at interpreter exit.
+        A batch is flushed after `HIT_FLUSH_COUNT` hits, by a background thread at most
+        `HIT_FLUSH_SECONDS` after its first hit, by `close()`, and when the process ends.
         """
         with self._lock:  # on every hit: kept to a few dict and attribute operations
             hits = self._hits
             entry = hits.get(key)
+            first = not hits
             if entry is None:
-                if not hits:
-                    self._batch_start = now
                 hits[key] = [1, now]
             else:
                 entry[0] += 1
                 if now > entry[1]:
                     entry[1] = now
             pending = self._pending = self._pending + 1
-            age = now - self._batch_start
-        # Either way round: the wall clock may step back.
-        if pending >= HIT_FLUSH_COUNT or not -HIT_FLUSH_SECONDS < age < HIT_FLUSH_SECONDS:
+        if pending >= HIT_FLUSH_COUNT:
             self._flush_quietly()
+        elif first:
+            _FLUSHER.soon()
 
     def flush_hits(self) -> None:
         """Writes the pending hits to the index in one transaction.
@@ -109,7 +114,56 @@ def _flush_all() -> None:
         counter._flush_quietly()
 
 
+class _Flusher:
+    """The background thread of one process that writes pending hits a while after they come.
+
+    A daemon thread, started on the first hit of the process: it never keeps the interpreter
+    alive, and a hit only sets an event when a counter's batch begins.
+    """
+
+    def __init__(self) -> None:
+        self.wake = threading.Event()
+        self.pid = 0  # the process the thread runs in; 0 before the first hit
+        self._starting = threading.Lock()
+
+    def soon(self) -> None:
+        if self.pid != os.getpid():
+            with self._starting:  # two threads' first hits must not start two threads
+                if self.pid != os.getpid():
+                    self._start()
+                    self.pid = os.getpid()
+        self.wake.set()
+
+    def _start(self) -> None:
+        delay = HIT_FLUSH_SECONDS
+        # Only loaded if the program uses multiprocessing; a child of it writes its hits at once,
+        # as its pool may kill it any moment, and flushes at its end, as atexit does not run.
+        util = sys.modules.get("multiprocessing.util")
+        if util is not None:
+            util.Finalize(None, _flush_all, exitpriority=0)
+            if sys.modules["multiprocessing"].parent_process() is not None:
+                delay = 0.0
+        threading.Thread(
+            target=self._run, args=(delay,), name="taskstash-hits", daemon=True
+        ).start()
+
+    def _run(self, delay: float) -> None:
+        wake = self.wake
+        while True:
+            wake.wait()
+            time.sleep(delay)
+            # Cleared before the flush: a batch begun during it wakes the next round.
+            wake.clear()
+            _flush_all()
+
+
+_FLUSHER = _Flusher()
+
+
 def _after_fork_in_child() -> None:
+    global _FLUSHER
+    # The parent's thread is not in the child, and it may have held the event's lock.
+    _FLUSHER = _Flusher()
     for counter in list(_LIVE):
         counter._after_fork()
 

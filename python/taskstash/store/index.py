@@ -212,7 +212,7 @@ class Index:
     new, sound file.
 
     Raises:
-        TaskstashError: The file's schema is newer than this taskstash.
+        IndexTooNewError: The file's schema is newer than this taskstash.
         CorruptIndexError: The file is not an SQLite database, or is damaged.
     """
 

@@ -56,7 +56,7 @@ def rebuild_index(
 
     Raises:
         ValueError: No storage was given.
-        TaskstashError: The index's schema is newer than this taskstash.
+        IndexTooNewError: The index's schema is newer than this taskstash.
     """
     if not storages:
         raise ValueError("name at least one result storage to rebuild the index from")

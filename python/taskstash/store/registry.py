@@ -25,6 +25,7 @@ def open_store(index_path: str | os.PathLike[str], signing_key: bytes | None = N
 
     Raises:
         CorruptIndexError: The index file is damaged (see `rebuild_index`).
+        IndexTooNewError: The index's schema is newer than this taskstash.
     """
     name = os.fspath(index_path)
     store = _STORES.get((name, signing_key))

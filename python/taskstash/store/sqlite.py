@@ -8,6 +8,7 @@ processes. `Index` (in `taskstash.store.index`) keeps one connection per thread 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import time
@@ -15,8 +16,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Final
 
-from taskstash.exceptions import CorruptIndexError, TaskstashError
-from taskstash.store.base import makedirs_private
+from taskstash.exceptions import CorruptIndexError, IndexTooNewError, TaskstashError
+from taskstash.store.base import makedirs_private, temp_name
 from taskstash.store.schema import MIGRATIONS, SCHEMA_VERSION
 
 __all__ = [
@@ -30,6 +31,14 @@ __all__ = [
 ]
 
 TIMEOUT_SECONDS: Final = 30.0
+
+_CREATE_FLAGS: Final = (
+    os.O_WRONLY
+    | os.O_CREAT
+    | os.O_EXCL
+    | getattr(os, "O_NOFOLLOW", 0)
+    | getattr(os, "O_CLOEXEC", 0)
+)
 
 # Applied by connect() to every connection, in this order. Values are constants: PRAGMA takes no
 # parameters, so nothing here is ever formatted from user input.
@@ -102,10 +111,13 @@ def user_version(conn: sqlite3.Connection) -> int:
 
 def _check_version(version: int, path: str) -> None:
     if version > SCHEMA_VERSION:
-        raise TaskstashError(
-            f"the taskstash index {path} has schema version {version}, newer than the "
-            f"{SCHEMA_VERSION} this taskstash knows: upgrade taskstash, or point "
-            "TASKSTASH_INDEX_PATH elsewhere"
+        raise IndexTooNewError(
+            f"the taskstash index {path} has schema version {version}, written by a newer "
+            f"taskstash; this one knows up to {SCHEMA_VERSION}: upgrade taskstash here, or give "
+            "this environment an index of its own with TASKSTASH_INDEX_PATH (or TASKSTASH_HOME)",
+            path,
+            version,
+            SCHEMA_VERSION,
         )
 
 
@@ -120,7 +132,7 @@ def migrate(conn: sqlite3.Connection, path: str) -> bool:
         Whether any migration ran.
 
     Raises:
-        TaskstashError: The database is newer than this code.
+        IndexTooNewError: The database is newer than this code.
     """
     version = user_version(conn)
     if version == SCHEMA_VERSION:
@@ -137,12 +149,33 @@ def migrate(conn: sqlite3.Connection, path: str) -> bool:
 
 
 def _create_private(path: str) -> None:
-    """Creates the index file owner-only (0o600) if missing; SQLite gives -wal and -shm its mode."""
+    """Creates the index file owner-only (0o600) if missing; SQLite gives -wal and -shm its mode.
+
+    The index itself is never opened here. POSIX advisory locks belong to the process, and
+    closing any descriptor of a file drops all of the process's locks on it, those of its live
+    SQLite connections included (another thread's, a lock manager's): another process would then
+    find the database idle and checkpoint or delete the WAL under them, losing their commits. So
+    an empty private file is made under a temporary name, closed, and hard-linked into place; a
+    link never replaces a file that exists (and so may be in use).
+    """
+    if os.path.exists(path):
+        return  # the common case: a stat, no descriptor
+    path = os.path.realpath(path)  # a dangling link: create its target, as SQLite would
     parent = os.path.dirname(path)
-    if parent:
-        makedirs_private(parent)
-    fd = os.open(path, os.O_RDONLY | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
-    os.close(fd)
+    makedirs_private(parent)
+    temp = os.path.join(parent, temp_name(os.path.basename(path)))
+    os.close(os.open(temp, _CREATE_FLAGS, 0o600))
+    try:
+        os.link(temp, path)
+    except FileExistsError:
+        pass  # created meanwhile by another connection
+    except OSError:
+        # A filesystem without hard links: create the file in place. O_EXCL opens only a file
+        # this call has just made, empty and not yet in use.
+        with contextlib.suppress(FileExistsError):
+            os.close(os.open(path, _CREATE_FLAGS, 0o600))
+    finally:
+        os.unlink(temp)
 
 
 def _set_wal(conn: sqlite3.Connection, path: str) -> None:

@@ -80,7 +80,7 @@ class Store(HitCounter):
             (`LARGE_RESULT_BYTES` unless changed on the instance).
 
     Raises:
-        TaskstashError: The index's schema is newer than this taskstash.
+        IndexTooNewError: The index's schema is newer than this taskstash.
         CorruptIndexError: The index file is damaged (see `rebuild_index`).
     """
 
