@@ -12,7 +12,7 @@ They are read on first use and kept; call `reload()` after changing the environm
 | `TASKSTASH_LOGGING_LEVEL` | `INFO` | level of the `taskstash` logger |
 | `TASKSTASH_SIGNING_KEY` | unset | sign result files (HMAC-SHA256) and load only signed ones |
 | `TASKSTASH_MAX_SIZE` | unset | most bytes of results to keep (`500MB`, `2GiB`); LRU out first |
-| `TASKSTASH_RECORD_PARAMETERS` | `true` | keep a short text of each call's arguments in its record |
+| `TASKSTASH_RECORD_PARAMETERS` | `true` | keep a short text of each call's arguments |
 """
 
 from __future__ import annotations
