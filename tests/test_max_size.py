@@ -143,9 +143,9 @@ def test_an_invalid_limit_is_warned_about_and_refused_by_the_command(
     capsys: pytest.CaptureFixture[str],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    message = "TASKSTASH_MAX_SIZE='lots' is not a size (write it like 10000, 500MB or 2GiB"
+    message = "TASKSTASH_MAX_SIZE='oodles' is not a size (write it like 10000, 500MB or 2GiB"
     with monkeypatch.context() as patch:
-        patch.setenv("TASKSTASH_MAX_SIZE", "lots")
+        patch.setenv("TASKSTASH_MAX_SIZE", "oodles")
         assert settings.reload().max_size is None  # the default: no limit
         assert sized.blob(1) == bytes(500) + b"\0\0\0\1"  # a call never fails for it
         assert [r.getMessage() for r in caplog.records if message in r.getMessage()] != []
