@@ -137,18 +137,20 @@ def test_a_result_larger_than_the_limit_is_kept_alone(
     assert_index_matches_files(taskstash_home)
 
 
-def test_an_invalid_limit_is_a_clear_error(
-    monkeypatch: pytest.MonkeyPatch, sized: ModuleType, capsys: pytest.CaptureFixture[str]
+def test_an_invalid_limit_is_warned_about_and_refused_by_the_command(
+    monkeypatch: pytest.MonkeyPatch,
+    sized: ModuleType,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    message = "TASKSTASH_MAX_SIZE: 'lots' is not a size; write it like 10000, 500MB or 2GiB"
+    message = "TASKSTASH_MAX_SIZE='oodles' is not a size (write it like 10000, 500MB or 2GiB"
     with monkeypatch.context() as patch:
-        patch.setenv("TASKSTASH_MAX_SIZE", "lots")
-        with pytest.raises(ValueError, match=message):
-            settings.reload()
-        with pytest.raises(ValueError, match=message):
-            sized.blob(1)
-        assert main(["stats"]) == 1
-        assert f"taskstash: {message}" in capsys.readouterr().err
+        patch.setenv("TASKSTASH_MAX_SIZE", "oodles")
+        assert settings.reload().max_size is None  # the default: no limit
+        assert sized.blob(1) == bytes(500) + b"\0\0\0\1"  # a call never fails for it
+        assert [r.getMessage() for r in caplog.records if message in r.getMessage()] != []
+        assert main(["stats"]) == 2
+        assert f"taskstash: error: {message}" in capsys.readouterr().err
         done = subprocess.run(
             [sys.executable, "-m", "taskstash", "stats"],
             env=os.environ.copy(),
@@ -157,8 +159,9 @@ def test_an_invalid_limit_is_a_clear_error(
             timeout=60,
             check=False,
         )
-        assert done.returncode != 0
+        assert done.returncode == 2
         assert message in done.stderr
+        assert "Traceback" not in done.stderr
     settings.reload()
 
 

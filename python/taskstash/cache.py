@@ -4,15 +4,19 @@
 
     cache = Cache()                       # the index and storage of TASKSTASH_* settings
     cache.records(task="add_one", limit=20)
+    cache.invalidate("3f9a2c")            # one record, by key or unambiguous key prefix
     cache.prune(expired=True)
+    cache.prune(keep_newest=3)            # only each task's 3 newest records stay
     cache.verify(fix=True)
 
-It works on the index and result files only; it never runs a task. The `taskstash` command is a
-front end to it.
+It works on the index and result files only; it never runs a task. The index is opened on first
+use, so that `reindex()` can rebuild one too damaged to open. The `taskstash` command is a front
+end to it.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Callable, Iterable
@@ -21,9 +25,11 @@ from itertools import islice
 from typing import Any
 
 from taskstash import settings
+from taskstash.exceptions import CorruptIndexError
 from taskstash.store import (
     Record,
     ResultStorage,
+    Store,
     open_store,
     rebuild_index,
     resolve_storage,
@@ -93,13 +99,27 @@ class Cache:
         storage: str | os.PathLike[str] | ResultStorage | None = None,
     ) -> None:
         current = settings.current()
-        self.store = open_store(index_path or current.index_path, current.signing_key)
+        # The file open_store() would resolve to; opened only on first use of `store`.
+        index = os.fspath(index_path or current.index_path)
+        self._path = os.path.realpath(os.path.expanduser(index))
+        self._signing_key = current.signing_key
         self.storage = resolve_storage(storage, current.local_storage_path)
+
+    @functools.cached_property
+    def store(self) -> Store:
+        """The index and its result files, opened (and the schema migrated) on first use.
+
+        Raises:
+            CorruptIndexError: The index file is damaged (`reindex()` rebuilds it).
+            TaskstashError: Its schema is newer than this taskstash.
+            OSError: It cannot be created or opened.
+        """
+        return open_store(self._path, self._signing_key)
 
     @property
     def path(self) -> str:
         """The index file."""
-        return self.store.path
+        return self._path
 
     def _rows(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
         rows: list[tuple[object, ...]] = (
@@ -209,7 +229,18 @@ class Cache:
     # removing ---------------------------------------------------------------------------------
 
     def invalidate(self, key: str) -> bool:
-        """Removes the record of `key` (or the one key starting with it) and its file."""
+        """Removes one record and its result file, so that its next call computes again.
+
+        Args:
+            key: The record's key, or a prefix of it that no other key starts with (as printed
+                by `taskstash ls`).
+
+        Returns:
+            Whether a record was removed (False if no key starts with `key`).
+
+        Raises:
+            ValueError: Several keys start with `key`.
+        """
         try:
             record = self.record(key)
         except KeyError:
@@ -222,25 +253,37 @@ class Cache:
         expired: bool = False,
         older_than: float | None = None,
         max_size: int | None = None,
+        keep_newest: int | None = None,
         task: str | None = None,
         dry_run: bool = False,
         progress: Progress | None = None,
     ) -> Pruned:
         """Removes records and their files.
 
-        Records that are expired (with `expired`) or older than `older_than` seconds go; then,
-        with `max_size`, least recently used ones until the index holds at most `max_size`
-        bytes. `task` restricts all of it to one task's records.
+        Records that are expired (with `expired`), older than `older_than` seconds, or not
+        among the `keep_newest` newest of their task go (any one reason suffices); then, with
+        `max_size`, least recently used ones until the index holds at most `max_size` bytes.
+        `task` restricts all of it to one task's records.
 
         Args:
             expired: Remove expired records.
             older_than: Remove records created more than this many seconds ago.
             max_size: Then evict least recently used records down to this many bytes.
+            keep_newest: Keep only this many records of each task, the newest (by creation);
+                a task is told apart by its name and qualified name. Records of older versions
+                of a task's code, or of inputs no longer used, go.
             task: Only this task's records.
             dry_run: Report what would be removed; remove nothing.
             progress: Called with (removed, to remove) as records go.
+
+        Raises:
+            ValueError: `keep_newest` is negative.
         """
+        if keep_newest is not None and keep_newest < 0:
+            raise ValueError(f"keep_newest must be 0 or more, not {keep_newest}")
         chosen = dict(self._matching(expired=expired, older_than=older_than, task=task))
+        if keep_newest is not None:
+            chosen.update(self._beyond_newest(keep_newest, task))
         if max_size is not None:
             self.store.flush_hits()  # this process's recent hits count as recent use
             total = self.totals()[1] - sum(chosen.values())
@@ -280,6 +323,22 @@ class Cache:
             where += " AND task_name = ?"
             params.append(task)
         rows = self._rows(f"SELECT key, size_bytes FROM records WHERE {where}", tuple(params))
+        return [(str(key), int(size)) for key, size in rows]  # type: ignore[call-overload]
+
+    def _beyond_newest(self, keep: int, task: str | None) -> list[tuple[str, int]]:
+        """Keys and sizes of the records after the `keep` newest of their task.
+
+        One statement: a window numbers each task's records newest first, in one sort of the
+        (task's) rows.
+        """
+        where, params = _conditions(task=task)
+        rows = self._rows(
+            "SELECT key, size_bytes FROM ("
+            "SELECT key, size_bytes, row_number() OVER ("
+            "PARTITION BY task_name, task_qualname ORDER BY created_at DESC, key DESC"
+            f") AS newest FROM records{where}) WHERE newest > ?",
+            (*params, keep),
+        )
         return [(str(key), int(size)) for key, size in rows]  # type: ignore[call-overload]
 
     def _least_recently_used(self, task: str | None) -> Iterable[tuple[str, int]]:
@@ -323,8 +382,16 @@ class Cache:
         return verify(self.store, self.storage, fix=fix, progress=progress)
 
     def reindex(self) -> int:
-        """Rebuilds the index from the result files' headers; the number of records."""
-        known = {str(row[0]) for row in self._rows("SELECT DISTINCT storage FROM records")}
+        """Rebuilds the index from the result files' headers; the number of records.
+
+        The files are read from this cache's storage and from every storage the index names.
+        A damaged index is moved aside (see `taskstash.store.rebuild_index`) and rebuilt from
+        this cache's storage alone, as the storages it named cannot be read from it.
+        """
+        try:
+            known = {str(row[0]) for row in self._rows("SELECT DISTINCT storage FROM records")}
+        except CorruptIndexError:
+            known = set()
         return rebuild_index(self.path, *storages_of(self.storage, known))
 
 

@@ -15,12 +15,11 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self
+from typing import Any, ClassVar, Literal, Self
 
+# At run time, not only for type checkers: the API reference resolves CacheKeyFn's annotation.
+from taskstash.context import TaskRunContext
 from taskstash.hashing import hash_named, hash_objects
-
-if TYPE_CHECKING:
-    from taskstash.context import TaskRunContext
 
 __all__ = [
     "DEFAULT",
@@ -42,7 +41,7 @@ __all__ = [
 IsolationLevel = Literal["READ_COMMITTED", "SERIALIZABLE"]
 _ISOLATION_LEVELS = ("READ_COMMITTED", "SERIALIZABLE")
 
-CacheKeyFn = Callable[["TaskRunContext", dict[str, Any]], str | None]
+CacheKeyFn = Callable[[TaskRunContext, dict[str, Any]], str | None]
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,7 @@ from taskstash.store import (
     resolve_storage,
 )
 from taskstash.store.memory import MISSING
+from taskstash.tracebacks import without_our_frames
 
 if TYPE_CHECKING:
     from taskstash.tasks import Task
@@ -428,7 +429,8 @@ def _failed(call: _Call, exc: Exception, return_state: bool) -> Failed[Any]:
     _log_finished(call, state)
     if return_state:
         return state
-    raise exc
+    # From the task's body on: the frames above it are taskstash's, and would show twice.
+    raise exc.with_traceback(without_our_frames(exc.__traceback__))
 
 
 def _log_finished(call: _Call, state: State[Any]) -> None:

@@ -33,6 +33,7 @@ from taskstash.hashing.source import function_source_key
 from taskstash.identity import qualified_name, task_identity
 from taskstash.states import Cached, State
 from taskstash.store.serializers import Serializer, resolve_serializer
+from taskstash.tracebacks import without_our_frames
 
 __all__ = ["Task", "TaskstashWarning", "task"]
 
@@ -174,7 +175,12 @@ class Task(Generic[P, R]):
         hit, outcome = task_runs.start(self, args, kwargs)
         if hit:
             return Cached(outcome) if return_state else outcome
-        return task_runs.run(self, outcome, return_state)
+        try:
+            return task_runs.run(self, outcome, return_state)
+        except Exception as exc:
+            # The caller's traceback goes from its call straight into the task's body.
+            exc.with_traceback(without_our_frames(exc.__traceback__))
+            raise
 
     def __repr__(self) -> str:
         return f"Task({self.qualified_name})"

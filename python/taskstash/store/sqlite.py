@@ -9,6 +9,7 @@ processes. `Index` (in `taskstash.store.index`) keeps one connection per thread 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import sqlite3
 import time
@@ -158,8 +159,10 @@ def _create_private(path: str) -> None:
     an empty private file is made under a temporary name, closed, and hard-linked into place; a
     link never replaces a file that exists (and so may be in use).
     """
-    if os.path.exists(path):
+    if os.path.isfile(path):
         return  # the common case: a stat, no descriptor
+    if os.path.isdir(path):
+        raise IsADirectoryError(errno.EISDIR, "the index path is a directory, not a file", path)
     path = os.path.realpath(path)  # a dangling link: create its target, as SQLite would
     parent = os.path.dirname(path)
     makedirs_private(parent)
