@@ -6,6 +6,8 @@ root (a link there could lead anywhere), and refuses the operation instead. Read
 links: a read result is only ever used if it matches the checksum the index recorded (and, with
 a signing key, carries a valid signature), so a link can turn a hit into a miss but never change
 what a hit returns. Anyone able to create a link in the storage could write a file there anyway.
+Only regular files are read: a FIFO, device or socket at a location is refused, without
+blocking, as an unreadable file (`OSError`), which callers treat as a damaged result.
 
 fsspec is imported only when an fsspec URL or filesystem is used (`FsspecStorage` lives in
 `taskstash.store.fsspec_storage`). The shared parts (locations, the ABC) are in
@@ -57,7 +59,10 @@ _DIR_MODE: Final = 0o700
 _FILE_MODE: Final = 0o600
 _FIRST_READ: Final = 64 * 1024
 _CLOEXEC: Final = getattr(os, "O_CLOEXEC", 0)
-_READ_FLAGS: Final = os.O_RDONLY | _CLOEXEC | getattr(os, "O_BINARY", 0)
+# Non-blocking, so that opening a FIFO (which waits for a writer) returns at once; see
+# `_open_regular`.
+_NONBLOCK: Final = getattr(os, "O_NONBLOCK", 0)
+_READ_FLAGS: Final = os.O_RDONLY | _NONBLOCK | _CLOEXEC | getattr(os, "O_BINARY", 0)
 # Below the root, every directory is opened relative to its parent and without following a
 # link, so that no component can be swapped for a link between a check and its use.
 _DIR_FLAGS: Final = os.O_RDONLY | _CLOEXEC | getattr(os, "O_DIRECTORY", 0)
@@ -123,15 +128,14 @@ class LocalStorage(ResultStorage):
 
     def read(self, location: str) -> bytes | memoryview | None:  # noqa: D102
         try:
-            fd = os.open(self._prefix + check_location(location), _READ_FLAGS)
+            fd, size = _open_regular(self._prefix + check_location(location))
         except (FileNotFoundError, NotADirectoryError):
             return None
         try:
-            # A small file in one read, no fstat: a short read of a regular file means EOF.
+            # A small file in one read: a short read of a regular file means EOF.
             data = os.read(fd, _FIRST_READ)
             if len(data) < _FIRST_READ:
                 return data
-            size = os.fstat(fd).st_size
             buffer = bytearray(max(size, _FIRST_READ))
             view = memoryview(buffer)
             done = len(data)
@@ -148,9 +152,10 @@ class LocalStorage(ResultStorage):
 
     def open_read(self, location: str) -> BinaryIO | None:  # noqa: D102
         try:
-            return open(self._prefix + check_location(location), "rb")
+            fd, _ = _open_regular(self._prefix + check_location(location))
         except (FileNotFoundError, NotADirectoryError):
             return None
+        return open(fd, "rb")
 
     def delete(self, location: str) -> None:  # noqa: D102
         *parts, base = check_location(location).split("/")
@@ -216,6 +221,47 @@ class LocalStorage(ResultStorage):
                     self._prefix + "/".join(parts),
                 ) from None
             raise
+
+
+def _open_regular(path: str) -> tuple[int, int]:
+    """A blocking descriptor of the regular file at `path`, and the file's size.
+
+    Anyone who can write to the storage could leave a FIFO, a device or a socket at a result's
+    path (or a link to one): opening a FIFO for reading waits for a writer, and reading a device
+    may never end. So the file is opened without blocking and refused unless it is a regular
+    file, before anything is read from it.
+
+    Raises:
+        OSError: It cannot be opened, or is not a regular file (errno `EINVAL`).
+    """
+    fd = os.open(path, _READ_FLAGS)
+    try:
+        status = os.fstat(fd)
+        if not stat.S_ISREG(status.st_mode):
+            raise OSError(
+                errno.EINVAL,
+                f"not a regular file ({_kind(status.st_mode)}); refusing to read it",
+                path,
+            )
+        if _NONBLOCK:
+            os.set_blocking(fd, True)  # a regular file never blocks; the flag is cleared anyway
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, status.st_size
+
+
+def _kind(mode: int) -> str:
+    for test, kind in (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+    ):
+        if test(mode):
+            return kind
+    return "an unknown file type"
 
 
 def _is_fsspec_filesystem(obj: object) -> bool:
