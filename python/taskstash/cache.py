@@ -35,6 +35,7 @@ from taskstash.store import (
 from taskstash.store.base import is_temp
 from taskstash.store.eviction import Removed
 from taskstash.store.index import COLUMNS
+from taskstash.store.storages import UnknownStorageError, locate
 from taskstash.store.streams import Refused, open_verified
 
 __all__ = ["Cache", "Pruned", "TaskStats", "Verified"]
@@ -93,6 +94,8 @@ class Verified:
         missing: Keys whose result file is missing.
         damaged: Keys whose file is damaged or holds another key's result.
         orphans: Files (`storage/location`) no row points to.
+        unchecked: Keys whose row names a storage this process was not configured with (pass
+            it as `Cache`'s `storage`); neither checked nor touched, even with `fix`.
         temporary: Temporary files left by interrupted writes.
         integrity: SQLite's `integrity_check` complaints (empty when sound).
         fixed: Whether the problems above were repaired (rows and files removed).
@@ -103,6 +106,7 @@ class Verified:
     missing: list[str] = field(default_factory=list)
     damaged: list[str] = field(default_factory=list)
     orphans: list[str] = field(default_factory=list)
+    unchecked: list[str] = field(default_factory=list)
     temporary: list[str] = field(default_factory=list)
     integrity: list[str] = field(default_factory=list)
     fixed: bool = False
@@ -361,8 +365,8 @@ class Cache:
         known: dict[str, set[str]] = {}
         for done, (key, url, location, checksum) in enumerate(rows, 1):
             known.setdefault(url, set()).add(location)
-            storage = storage_for_url(url) or self.storage
             try:
+                storage, location = locate(url, location, self.storage)
                 open_verified(
                     storage,
                     location,
@@ -372,7 +376,9 @@ class Cache:
                 ).close()
             except Refused as exc:
                 (report.missing if str(exc) == "is missing" else report.damaged).append(key)
-            except (CorruptResultError, OSError):
+            except UnknownStorageError:
+                report.unchecked.append(key)
+            except (CorruptResultError, OSError, ValueError):
                 report.damaged.append(key)
             if progress is not None:
                 progress(done, len(rows))

@@ -236,6 +236,7 @@ def _verify(cache: Cache, options: argparse.Namespace) -> int:
             ("rows whose file is missing", report.missing),
             ("rows whose file is damaged", report.damaged),
             ("files without a row", report.orphans),
+            ("rows naming a storage not given (not checked; see --storage)", report.unchecked),
             ("temporary files of interrupted writes", report.temporary),
             ("SQLite integrity problems", report.integrity),
         ):

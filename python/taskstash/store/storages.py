@@ -23,7 +23,6 @@ import stat
 import sys
 import threading
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Final
 
 from taskstash.store.base import (
@@ -34,10 +33,9 @@ from taskstash.store.base import (
     default_location,
     is_temp,
     makedirs_private,
-    register,
-    setdefault_by_url,
-    storage_by_url,
     temp_name,
+    trust,
+    trusted_storage,
     write_all,
 )
 
@@ -48,8 +46,10 @@ __all__ = [
     "Chunks",
     "LocalStorage",
     "ResultStorage",
+    "UnknownStorageError",
     "check_location",
     "default_location",
+    "locate",
     "makedirs_private",
     "resolve_storage",
     "storage_for_url",
@@ -94,7 +94,6 @@ class LocalStorage(ResultStorage):
         self.url = self.root
         self.fsync = fsync
         self._prefix = os.path.join(self.root, "")
-        register(self)
 
     def path(self, location: str) -> str:
         """The absolute file name of `location`."""
@@ -316,7 +315,7 @@ def resolve_storage(
         TypeError: `spec` is none of the above.
     """
     if isinstance(spec, ResultStorage):
-        setdefault_by_url(spec)
+        trust(spec)
         return spec
     if spec is None:
         cache_key = ("", os.fspath(default_root))
@@ -328,6 +327,7 @@ def resolve_storage(
             from taskstash.store.fsspec_storage import FsspecStorage
 
             storage = _RESOLVED_FS.setdefault(spec, FsspecStorage(spec, ""))
+        trust(storage)
         return storage
     else:
         raise TypeError(
@@ -340,27 +340,55 @@ def resolve_storage(
         storage = _from_url(path) if "://" in path else LocalStorage(path)
         with _RESOLVED_LOCK:
             storage = _RESOLVED.setdefault(cache_key, storage)
+        trust(storage)
     return storage
 
 
 def storage_for_url(url: str) -> ResultStorage | None:
-    """The storage whose `url` is `url` (as stored in an index row), or None if unreachable.
+    """The storage this process configured under `url` (as stored in an index row), or None.
+
+    Whoever can write the index can put any path or URL in a row, so a row is only ever
+    followed into a storage this process resolved itself (a task's `result_storage`, the local
+    storage setting, one given to `Cache` or `rebuild_index`) or wrote a result to; never into
+    one built from the row.
 
     Args:
         url: A `ResultStorage.url`.
 
     Returns:
-        A live storage with that url, or one rebuilt from it (an absolute path or an fsspec
-        URL); None if it cannot be rebuilt (fsspec missing, or an unknown protocol).
+        That storage, or None.
     """
-    storage = storage_by_url(url)
-    if storage is not None:
-        return storage
-    if os.path.isabs(url):
-        return resolve_storage(url, Path(url))
-    if "://" in url:
-        try:
-            return resolve_storage(url, Path())
-        except (ImportError, ValueError):
-            return None
-    return None
+    return trusted_storage(url)
+
+
+class UnknownStorageError(ValueError):
+    """An index row names a storage this process was not configured with."""
+
+
+def locate(
+    url: str, location: str, given: ResultStorage | None = None
+) -> tuple[ResultStorage, str]:
+    """The storage and checked location of the file an index row names.
+
+    Every read and delete of a file named by a row goes through here.
+
+    Args:
+        url: The row's `storage`.
+        location: The row's `location`.
+        given: A storage the caller was handed (a task's), used if `url` is its url.
+
+    Returns:
+        The storage (`given`, or one `storage_for_url` knows) and the normalised location.
+
+    Raises:
+        UnknownStorageError: `url` names no storage this process configured.
+        ValueError: `location` is not a relative path inside a storage (`check_location`).
+    """
+    storage = given if given is not None and given.url == url else trusted_storage(url)
+    if storage is None:
+        raise UnknownStorageError(
+            f"storage {url!r} was not configured in this process (a task's result_storage, "
+            "TASKSTASH_LOCAL_STORAGE_PATH or a storage given to Cache); an index row may name "
+            "only those, so the file is neither read nor deleted"
+        )
+    return storage, check_location(location)
