@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from taskstash import Cache, settings, task
+from taskstash import Cache, explain, settings, task
 from taskstash.cache_policies import INPUTS
-from taskstash.store import encode_result, make_header
+from taskstash.store import Store, encode_result, make_header
 from taskstash.tasks import Task
 
 SCRIPT_TIMEOUT = 60
@@ -282,3 +282,39 @@ def test_a_row_naming_stdin_is_a_miss(taskstash_home: Path) -> None:
     )
     done = run_script(key_and_value + "\nprint(repr(double(1)))", stdin=data)
     assert done.stdout.split()[-1] == "2"
+
+
+# --- signed records answer their own key only -----------------------------------------------
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["small", "streamed"])
+def test_a_signed_record_answers_only_its_own_key(
+    streamed: bool,
+    monkeypatch: pytest.MonkeyPatch,
+    taskstash_home: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    if streamed:  # every result read as a stream, as a large one is
+        monkeypatch.setattr(Store, "large_result_bytes", 0)
+    monkeypatch.setenv("TASKSTASH_SIGNING_KEY", "s3cret")
+    settings.reload()
+
+    @task(cache_policy=INPUTS, cache_result_in_memory=False)
+    def is_admin(user: str) -> bool:
+        return user == "root"
+
+    assert is_admin("root") is True
+    assert is_admin("mallory") is False
+    root = Cache().record(str(explain(is_admin, "root").key))
+    mallory = Cache().record(str(explain(is_admin, "mallory").key))
+    edit_rows(
+        taskstash_home / "index.db",
+        "UPDATE records SET location = ?, checksum = ? WHERE key = ?",
+        root.location,
+        root.checksum,
+        mallory.key,
+    )
+    with caplog.at_level(logging.WARNING, logger="taskstash"):
+        assert is_admin("mallory") is False
+    assert any(root.key in w for w in warnings_of(caplog)), warnings_of(caplog)
+    assert is_admin("root") is True

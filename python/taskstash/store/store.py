@@ -32,7 +32,7 @@ from taskstash.store.results import (
     encode_result,
     make_header,
     payload_if_checksum,
-    signature_valid,
+    signed_for_key,
     split_result,
 )
 from taskstash.store.serializers import Serializer, dump_value
@@ -144,7 +144,7 @@ class Store(HitCounter):
             if data is not None:
                 payload = payload_if_checksum(data, checksum)
                 if payload is not None and (
-                    self.signing_key is None or signature_valid(self.signing_key, data, payload)
+                    self.signing_key is None or signed_for_key(self.signing_key, data, payload, key)
                 ):
                     return payload, serializer, expires_at
         record = self.index.get(key, now)
@@ -190,9 +190,12 @@ class Store(HitCounter):
                 header, payload = split_result(data)
                 if header["key"] != record.key:
                     raise Refused(f"holds the result of another key ({header['key']})")
-            if self.signing_key is not None and not signature_valid(
-                self.signing_key, data, payload
+            if self.signing_key is not None and not signed_for_key(
+                self.signing_key, data, payload, record.key
             ):
+                header, _ = split_result(data)
+                if header["key"] != record.key:
+                    raise Refused(f"holds the result of another key ({header['key']})")
                 raise Refused(UNSIGNED)
             return payload
         except Exception as exc:
