@@ -18,7 +18,12 @@ from typing import TYPE_CHECKING, Any
 from taskstash import settings
 from taskstash.cache_policies import CacheKeyFnPolicy
 from taskstash.context import FlowRun, TaskRun, TaskRunContext, current_flow_run
-from taskstash.exceptions import CacheCorruptedError, HashingError, SerializationError
+from taskstash.exceptions import (
+    CacheCorruptedError,
+    HashingError,
+    ResultTooLargeError,
+    SerializationError,
+)
 from taskstash.hashing import hash_objects
 from taskstash.locking import LockManager, SQLiteLockManager
 from taskstash.log import logger
@@ -382,6 +387,14 @@ def _store(call: _Call, destination: _Destination, value: Any, compute_seconds: 
             f"its result ({type(value).__module__}.{type(value).__qualname__}) cannot be "
             f"serialized with {task.serializer.name!r} ({type(exc).__name__}: {exc}), so it is "
             "returned but not cached; choose another result_serializer",
+        )
+        return
+    except ResultTooLargeError as exc:
+        _warn_once(
+            task,
+            "too large",
+            f"its result is larger than TASKSTASH_MAX_SIZE ({exc.limit} bytes), so it is "
+            "returned but not cached; raise the limit to cache it",
         )
         return
     except (OSError, sqlite3.Error, CacheCorruptedError) as exc:

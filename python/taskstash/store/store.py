@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from functools import partial
 from typing import BinaryIO, Final, TypeAlias
 
-from taskstash.exceptions import CorruptIndexError, CorruptResultError
+from taskstash.exceptions import CorruptIndexError, CorruptResultError, ResultTooLargeError
 from taskstash.hashing import hash_bytes
 from taskstash.store.base import trust
 from taskstash.store.eviction import Removed, delete_records, evict_over, unlink_result
@@ -298,8 +298,11 @@ class Store(HitCounter):
         if header.checksum != hash_bytes(payload):
             raise ValueError(f"header.checksum does not match the payload of key {header.key}")
         chunks = encode_result(header, payload, signing_key=self.signing_key)
+        size = sum(memoryview(c).nbytes for c in chunks)
+        if self.max_bytes is not None and size > self.max_bytes:
+            raise ResultTooLargeError(size, self.max_bytes)
         storage.write(location, chunks)
-        return self._commit(header, sum(memoryview(c).nbytes for c in chunks), storage, location)
+        return self._commit(header, size, storage, location)
 
     def save_value(
         self,
@@ -362,7 +365,9 @@ class Store(HitCounter):
             components=components,
         )
         write = partial(dump_value, serializer, value)
-        header, size = write_streamed(storage, location, draft, write, self.signing_key)
+        header, size = write_streamed(
+            storage, location, draft, write, self.signing_key, self.max_bytes
+        )
         return self._commit(header, size, storage, location)
 
     def _commit(
