@@ -291,6 +291,8 @@ class Store(HitCounter):
             ValueError: `location` is not a valid relative location, or `header` does not
                 describe `payload` (size or checksum).
             OSError: The file could not be written.
+            ResultTooLargeError: The file would be larger than `max_bytes`; nothing is
+                written and nothing evicted.
             sqlite3.Error: The index could not be written.
             CorruptIndexError: The index file is damaged.
         """
@@ -348,6 +350,8 @@ class Store(HitCounter):
             ValueError: `location` is not valid, or a time is not finite.
             OSError: The file could not be written (a full or read-only storage); nothing is
                 left behind.
+            ResultTooLargeError: The file would be larger than `max_bytes`; the writing stops
+                there, nothing is left behind and nothing evicted.
             sqlite3.Error: The index could not be written; the new file is deleted.
             CorruptIndexError: The index file is damaged.
         """
