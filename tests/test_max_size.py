@@ -7,6 +7,7 @@ The tasks live in a module file, so that another process (a real one) computes t
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import subprocess
 import sys
@@ -18,7 +19,9 @@ import pytest
 
 from taskstash import Cache, explain, settings
 from taskstash.cli import main
+from taskstash.exceptions import ResultTooLargeError
 from taskstash.settings import parse_size
+from taskstash.store import LocalStorage, Store, make_header, resolve_serializer
 
 LIMIT = "6.5kB"  # 6500 bytes: seven results of about 900 bytes
 MODULE = "sized_tasks"
@@ -121,20 +124,58 @@ def test_a_record_hit_in_this_process_survives_before_its_hit_is_written(
     assert keys_of(sized, 0)[0] in {r.key for r in Cache().records()}
 
 
-def test_a_result_larger_than_the_limit_is_kept_alone(
-    limited: int, sized: ModuleType, taskstash_home: Path
+def test_a_result_larger_than_the_limit_is_returned_and_not_stored(
+    sized: ModuleType,
+    taskstash_home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    monkeypatch.setenv("TASKSTASH_MAX_SIZE", "100kB")
+    assert settings.reload().max_size == 100_000
     for i in range(3):
         sized.blob(i)
-    big = sized.blob(7, size=10_000)
-    (record,) = Cache().records()
-    assert record.size_bytes > limited
-    assert Cache().totals() == (1, record.size_bytes)
-    assert sized.blob(7, size=10_000, return_state=True).is_cached()
-    assert sized.blob(7, size=10_000) == big
-    sized.blob(8)  # the next result evicts it
-    assert [r.size_bytes <= limited for r in Cache().records()] == [True]
-    assert_index_matches_files(taskstash_home)
+    kept = Cache().records()
+    with caplog.at_level(logging.WARNING, logger="taskstash"):
+        big = sized.blob(7, size=120_000)
+        assert big == bytes(120_000) + (7).to_bytes(4, "big")
+        state = sized.blob(7, size=120_000, return_state=True)
+    assert not state.is_cached()
+    assert state.result() == big
+    assert Cache().records() == kept  # nothing evicted to make room for it
+    assert_index_matches_files(taskstash_home)  # and no file (nor temporary file) left
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert "TASKSTASH_MAX_SIZE" in warning
+    assert "100000 bytes" in warning
+    assert all(sized.blob(i, return_state=True).is_cached() for i in range(3))
+
+
+def test_the_store_refuses_a_result_larger_than_its_limit_before_writing_it(
+    tmp_path: Path,
+) -> None:
+    store = Store(tmp_path / "index.db")
+    store.max_bytes = 1000
+    storage = LocalStorage(tmp_path / "storage")
+    payload = bytes(2000)
+    header = make_header(
+        "k" * 32, payload, task_name="t", task_qualname="t", serializer="pickle", created_at=1.0
+    )
+    with pytest.raises(ResultTooLargeError, match="1000 bytes") as raised:
+        store.save(header, payload, storage, "big")
+    assert raised.value.limit == 1000
+    with pytest.raises(ResultTooLargeError, match="1000 bytes"):
+        store.save_value(
+            "k" * 32,
+            payload,
+            resolve_serializer("pickle"),
+            storage,
+            "big",
+            task_name="t",
+            task_qualname="t",
+            created_at=1.0,
+        )
+    assert not [p for p in (tmp_path / "storage").rglob("*") if p.is_file()]
+    assert store.lookup("k" * 32, 2.0) is None
+    store.close()
 
 
 def test_an_invalid_limit_is_warned_about_and_refused_by_the_command(

@@ -346,12 +346,14 @@ def test_resolve_storage_of_a_filesystem_object(tmp_path: Path) -> None:
     fs.rm(prefix, recursive=True)
 
 
-def test_storage_for_url(tmp_path: Path) -> None:
-    local = LocalStorage(tmp_path)
+def test_storage_for_url_knows_only_the_storages_this_process_configured(
+    tmp_path: Path,
+) -> None:
+    local = resolve_storage(tmp_path / "configured", tmp_path)
     assert storage_for_url(local.url) is local
-    rebuilt = storage_for_url(str(tmp_path / "elsewhere"))
-    assert isinstance(rebuilt, LocalStorage)
-    assert storage_for_url("memory:///some/where") is not None
+    assert storage_for_url(LocalStorage(tmp_path / "made").url) is None
+    assert storage_for_url(str(tmp_path / "elsewhere")) is None
+    assert storage_for_url("memory:///some/where") is None
     assert storage_for_url("nosuchprotocol-xyz://a/b") is None
     assert storage_for_url("relative/path") is None
 

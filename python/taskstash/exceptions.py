@@ -77,6 +77,26 @@ class LockCycleError(TaskstashError):
     """
 
 
+class ResultTooLargeError(TaskstashError):
+    """A result is larger than the cache's size limit (`TASKSTASH_MAX_SIZE`), so not stored.
+
+    Storing it would evict every other record and still leave the cache over its limit.
+
+    Attributes:
+        size: The result file's size in bytes, or, for a result streamed into its file, the
+            bytes written when it passed the limit (the writing stops there).
+        limit: The limit, in bytes.
+    """
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(
+            f"a result of {size} bytes or more is larger than the cache's size limit of "
+            f"{limit} bytes"
+        )
+        self.size = size
+        self.limit = limit
+
+
 __all__ += [
     "CacheCorruptedError",
     "CorruptIndexError",
@@ -84,5 +104,6 @@ __all__ += [
     "IndexTooNewError",
     "IndexUnusableError",
     "LockCycleError",
+    "ResultTooLargeError",
     "SerializationError",
 ]

@@ -30,6 +30,7 @@ from taskstash.exceptions import (
     HashingError,
     IndexUnusableError,
     LockCycleError,
+    ResultTooLargeError,
     SerializationError,
 )
 from taskstash.hashing import hash_objects
@@ -406,6 +407,14 @@ def _store(call: _Call, destination: _Destination, value: Any, compute_seconds: 
             f"its result ({type(value).__module__}.{type(value).__qualname__}) cannot be "
             f"serialized with {task.serializer.name!r} ({type(exc).__name__}: {exc}), so it is "
             "returned but not cached; choose another result_serializer",
+        )
+        return
+    except ResultTooLargeError as exc:
+        _warn_once(
+            task,
+            "too large",
+            f"its result is larger than TASKSTASH_MAX_SIZE ({exc.limit} bytes), so it is "
+            "returned but not cached; raise the limit to cache it",
         )
         return
     except (OSError, sqlite3.Error, CacheCorruptedError) as exc:

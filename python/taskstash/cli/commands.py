@@ -327,6 +327,11 @@ def _verify(cache: Cache, options: argparse.Namespace) -> int:
         (report.damaged, "row whose file is damaged", "rows whose file is damaged"),
         (report.orphans, "file without a row", "files without a row"),
         (
+            report.unchecked,
+            "row naming a storage not given (not checked; see --storage)",
+            "rows naming a storage not given (not checked; see --storage)",
+        ),
+        (
             report.temporary,
             "temporary file of an interrupted write",
             "temporary files of interrupted writes",

@@ -14,7 +14,6 @@ import io
 import os
 import re
 import secrets
-import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from typing import BinaryIO, Final, TypeAlias
@@ -28,10 +27,9 @@ __all__ = [
     "default_location",
     "is_temp",
     "makedirs_private",
-    "register",
-    "setdefault_by_url",
-    "storage_by_url",
     "temp_name",
+    "trust",
+    "trusted_storage",
     "write_all",
 ]
 
@@ -118,23 +116,21 @@ def as_views(data: Chunks) -> list[memoryview]:
     return [memoryview(chunk).cast("B") for chunk in data]
 
 
-# Storages by url, so that a record's file can be reached from the url stored in its row.
-_BY_URL: weakref.WeakValueDictionary[str, ResultStorage] = weakref.WeakValueDictionary()
+# The storages this process configured or wrote to, by url: the only ones an index row may name.
+# Whoever can write the index can put any path or URL in a row; following it would let them
+# read or delete files anywhere this process can. Kept for the life of the process (a few
+# small objects), so that a record stays reachable after the task that wrote it is gone.
+_TRUSTED: dict[str, ResultStorage] = {}
 
 
-def register(storage: ResultStorage) -> None:
-    """Makes `storage_for_url(storage.url)` find `storage` while it lives."""
-    _BY_URL[storage.url] = storage
+def trust(storage: ResultStorage) -> None:
+    """Lets index rows name `storage` (by its url); the first storage trusted for a url stays."""
+    _TRUSTED.setdefault(storage.url, storage)
 
 
-def storage_by_url(url: str) -> ResultStorage | None:
-    """The live storage registered under `url`, if any."""
-    return _BY_URL.get(url)
-
-
-def setdefault_by_url(storage: ResultStorage) -> None:
-    """Registers `storage` under its url unless a live storage already is."""
-    _BY_URL.setdefault(storage.url, storage)
+def trusted_storage(url: str) -> ResultStorage | None:
+    """The storage trusted under `url` (see `trust`), if any."""
+    return _TRUSTED.get(url)
 
 
 class ResultStorage(ABC):
@@ -162,7 +158,10 @@ class ResultStorage(ABC):
 
     @abstractmethod
     def delete(self, location: str) -> None:
-        """Deletes the file at `location`; a missing file is not an error."""
+        """Deletes the file at `location` (a link itself, never what it points to).
+
+        A missing file is not an error.
+        """
 
     @abstractmethod
     def locations(self) -> Iterator[str]:

@@ -13,7 +13,7 @@ import sqlite3
 from collections.abc import Iterable
 from typing import Final
 
-from taskstash.store.storages import storage_for_url
+from taskstash.store.storages import locate
 
 __all__ = ["Removed", "delete_records", "evict_over", "unlink_result"]
 
@@ -33,10 +33,16 @@ _LEAST_RECENTLY_USED: Final = (
 
 
 def unlink_result(url: str, location: str) -> None:
-    """Deletes a result file; one that cannot be reached is left for `verify` to report."""
-    storage = storage_for_url(url)
-    if storage is None:
-        _log.debug("cannot reach storage %s to delete %s; left for verify", url, location)
+    """Deletes the result file an index row names; one that cannot be deleted is left alone.
+
+    A row naming a storage this process was not configured with, or a location outside its
+    storage, is refused with a warning (see `locate`): whoever can write the index must not
+    make this process delete files elsewhere. Links are never followed (`ResultStorage.delete`).
+    """
+    try:
+        storage, location = locate(url, location)
+    except ValueError as exc:
+        _log.warning("Left %s/%s alone, named by an index row: %s", url.rstrip("/"), location, exc)
         return
     try:
         storage.delete(location)

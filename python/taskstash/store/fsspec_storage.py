@@ -16,7 +16,6 @@ from taskstash.store.base import (
     as_views,
     check_location,
     is_temp,
-    register,
     temp_name,
 )
 
@@ -62,7 +61,6 @@ class FsspecStorage(ResultStorage):
         else:
             self.url = fs.unstrip_protocol(self.root)
         self._in_place = not _OBJECT_STORES.isdisjoint(_protocols(fs))
-        register(self)
 
     def path(self, location: str) -> str:
         """The path of `location` on the filesystem."""

@@ -42,10 +42,11 @@ __all__ = [
     "frame_prefix",
     "header_json",
     "make_header",
+    "names_key",
     "payload_if_checksum",
     "read_header",
     "read_result_header",
-    "signature_valid",
+    "signed_for_key",
 ]
 
 MAGIC: Final = b"TSKSTSH"
@@ -260,17 +261,44 @@ def split_result(data: bytes | bytearray | memoryview) -> tuple[dict[str, Any], 
     return header, payload
 
 
-def signature_valid(key: bytes, data: bytes | bytearray | memoryview, payload: memoryview) -> bool:
-    """Whether a whole result file, whose framing was checked, is signed with `key`.
+def signed_for_key(
+    signing_key: bytes, data: bytes | bytearray | memoryview, payload: memoryview, key: str
+) -> bool:
+    """Whether a whole result file, whose framing was checked, is `key`'s and signed.
+
+    The signature covers the header, so a signed file is only ever the result of the key its
+    header names: whoever can edit the index must not make one key answer with another key's
+    (equally well signed) file.
 
     Args:
-        key: The signing key.
+        signing_key: The signing key.
         data: The whole file, as checked by `split_result` or `payload_if_checksum`.
         payload: Its payload.
+        key: The key asked for.
     """
     view = memoryview(data)
     header_size = _PREFIX.unpack_from(view)[2]
-    return verify(key, view[_PREFIX_SIZE : _PREFIX_SIZE + header_size], payload)
+    region = view[_PREFIX_SIZE : _PREFIX_SIZE + header_size]
+    return names_key(region, key) and verify(signing_key, region, payload)
+
+
+_KEY_FIELD: Final = b',"key":"'
+
+
+def names_key(region: bytes | memoryview, key: str) -> bool:
+    """Whether a header region's top-level `key` field is `key`, without parsing the JSON.
+
+    A JSON string holds no unescaped quote, so `,"key":"` appears only where a member named
+    "key" starts; in the sorted header, the top-level one is the last such member, as every
+    field after it (`payload_size` to `task_qualname`, then `signature`) is a number, a string
+    or null.
+    """
+    text = bytes(region)
+    at = text.rfind(_KEY_FIELD)
+    if at < 0:
+        return False
+    quoted = key if key.isalnum() else json.dumps(key, ensure_ascii=False)[1:-1]
+    return text.startswith(b'%s"' % quoted.encode(), at + len(_KEY_FIELD))
 
 
 def _read_exactly(file: BinaryIO, size: int) -> bytes:

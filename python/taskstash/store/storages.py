@@ -6,6 +6,8 @@ root (a link there could lead anywhere), and refuses the operation instead. Read
 links: a read result is only ever used if it matches the checksum the index recorded (and, with
 a signing key, carries a valid signature), so a link can turn a hit into a miss but never change
 what a hit returns. Anyone able to create a link in the storage could write a file there anyway.
+Only regular files are read: a FIFO, device or socket at a location is refused, without
+blocking, as an unreadable file (`OSError`), which callers treat as a damaged result.
 
 fsspec is imported only when an fsspec URL or filesystem is used (`FsspecStorage` lives in
 `taskstash.store.fsspec_storage`). The shared parts (locations, the ABC) are in
@@ -21,7 +23,6 @@ import stat
 import sys
 import threading
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Final
 
 from taskstash.store.base import (
@@ -32,10 +33,9 @@ from taskstash.store.base import (
     default_location,
     is_temp,
     makedirs_private,
-    register,
-    setdefault_by_url,
-    storage_by_url,
     temp_name,
+    trust,
+    trusted_storage,
     write_all,
 )
 
@@ -46,8 +46,10 @@ __all__ = [
     "Chunks",
     "LocalStorage",
     "ResultStorage",
+    "UnknownStorageError",
     "check_location",
     "default_location",
+    "locate",
     "makedirs_private",
     "resolve_storage",
     "storage_for_url",
@@ -57,7 +59,10 @@ _DIR_MODE: Final = 0o700
 _FILE_MODE: Final = 0o600
 _FIRST_READ: Final = 64 * 1024
 _CLOEXEC: Final = getattr(os, "O_CLOEXEC", 0)
-_READ_FLAGS: Final = os.O_RDONLY | _CLOEXEC | getattr(os, "O_BINARY", 0)
+# Non-blocking, so that opening a FIFO (which waits for a writer) returns at once; see
+# `_open_regular`.
+_NONBLOCK: Final = getattr(os, "O_NONBLOCK", 0)
+_READ_FLAGS: Final = os.O_RDONLY | _NONBLOCK | _CLOEXEC | getattr(os, "O_BINARY", 0)
 # Below the root, every directory is opened relative to its parent and without following a
 # link, so that no component can be swapped for a link between a check and its use.
 _DIR_FLAGS: Final = os.O_RDONLY | _CLOEXEC | getattr(os, "O_DIRECTORY", 0)
@@ -89,7 +94,6 @@ class LocalStorage(ResultStorage):
         self.url = self.root
         self.fsync = fsync
         self._prefix = os.path.join(self.root, "")
-        register(self)
 
     def path(self, location: str) -> str:
         """The absolute file name of `location`."""
@@ -123,15 +127,14 @@ class LocalStorage(ResultStorage):
 
     def read(self, location: str) -> bytes | memoryview | None:  # noqa: D102
         try:
-            fd = os.open(self._prefix + check_location(location), _READ_FLAGS)
+            fd, size = _open_regular(self._prefix + check_location(location))
         except (FileNotFoundError, NotADirectoryError):
             return None
         try:
-            # A small file in one read, no fstat: a short read of a regular file means EOF.
+            # A small file in one read: a short read of a regular file means EOF.
             data = os.read(fd, _FIRST_READ)
             if len(data) < _FIRST_READ:
                 return data
-            size = os.fstat(fd).st_size
             buffer = bytearray(max(size, _FIRST_READ))
             view = memoryview(buffer)
             done = len(data)
@@ -148,9 +151,10 @@ class LocalStorage(ResultStorage):
 
     def open_read(self, location: str) -> BinaryIO | None:  # noqa: D102
         try:
-            return open(self._prefix + check_location(location), "rb")
+            fd, _ = _open_regular(self._prefix + check_location(location))
         except (FileNotFoundError, NotADirectoryError):
             return None
+        return open(fd, "rb")
 
     def delete(self, location: str) -> None:  # noqa: D102
         *parts, base = check_location(location).split("/")
@@ -218,6 +222,47 @@ class LocalStorage(ResultStorage):
             raise
 
 
+def _open_regular(path: str) -> tuple[int, int]:
+    """A blocking descriptor of the regular file at `path`, and the file's size.
+
+    Anyone who can write to the storage could leave a FIFO, a device or a socket at a result's
+    path (or a link to one): opening a FIFO for reading waits for a writer, and reading a device
+    may never end. So the file is opened without blocking and refused unless it is a regular
+    file, before anything is read from it.
+
+    Raises:
+        OSError: It cannot be opened, or is not a regular file (errno `EINVAL`).
+    """
+    fd = os.open(path, _READ_FLAGS)
+    try:
+        status = os.fstat(fd)
+        if not stat.S_ISREG(status.st_mode):
+            raise OSError(
+                errno.EINVAL,
+                f"not a regular file ({_kind(status.st_mode)}); refusing to read it",
+                path,
+            )
+        if _NONBLOCK:
+            os.set_blocking(fd, True)  # a regular file never blocks; the flag is cleared anyway
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, status.st_size
+
+
+def _kind(mode: int) -> str:
+    for test, kind in (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+    ):
+        if test(mode):
+            return kind
+    return "an unknown file type"
+
+
 def _is_fsspec_filesystem(obj: object) -> bool:
     # Without fsspec imported, nothing can be one of its filesystems: no import needed to tell.
     module = sys.modules.get("fsspec")
@@ -270,7 +315,7 @@ def resolve_storage(
         TypeError: `spec` is none of the above.
     """
     if isinstance(spec, ResultStorage):
-        setdefault_by_url(spec)
+        trust(spec)
         return spec
     if spec is None:
         cache_key = ("", os.fspath(default_root))
@@ -282,6 +327,7 @@ def resolve_storage(
             from taskstash.store.fsspec_storage import FsspecStorage
 
             storage = _RESOLVED_FS.setdefault(spec, FsspecStorage(spec, ""))
+        trust(storage)
         return storage
     else:
         raise TypeError(
@@ -294,27 +340,55 @@ def resolve_storage(
         storage = _from_url(path) if "://" in path else LocalStorage(path)
         with _RESOLVED_LOCK:
             storage = _RESOLVED.setdefault(cache_key, storage)
+        trust(storage)
     return storage
 
 
 def storage_for_url(url: str) -> ResultStorage | None:
-    """The storage whose `url` is `url` (as stored in an index row), or None if unreachable.
+    """The storage this process configured under `url` (as stored in an index row), or None.
+
+    Whoever can write the index can put any path or URL in a row, so a row is only ever
+    followed into a storage this process resolved itself (a task's `result_storage`, the local
+    storage setting, one given to `Cache` or `rebuild_index`) or wrote a result to; never into
+    one built from the row.
 
     Args:
         url: A `ResultStorage.url`.
 
     Returns:
-        A live storage with that url, or one rebuilt from it (an absolute path or an fsspec
-        URL); None if it cannot be rebuilt (fsspec missing, or an unknown protocol).
+        That storage, or None.
     """
-    storage = storage_by_url(url)
-    if storage is not None:
-        return storage
-    if os.path.isabs(url):
-        return resolve_storage(url, Path(url))
-    if "://" in url:
-        try:
-            return resolve_storage(url, Path())
-        except (ImportError, ValueError):
-            return None
-    return None
+    return trusted_storage(url)
+
+
+class UnknownStorageError(ValueError):
+    """An index row names a storage this process was not configured with."""
+
+
+def locate(
+    url: str, location: str, given: ResultStorage | None = None
+) -> tuple[ResultStorage, str]:
+    """The storage and checked location of the file an index row names.
+
+    Every read and delete of a file named by a row goes through here.
+
+    Args:
+        url: The row's `storage`.
+        location: The row's `location`.
+        given: A storage the caller was handed (a task's), used if `url` is its url.
+
+    Returns:
+        The storage (`given`, or one `storage_for_url` knows) and the normalised location.
+
+    Raises:
+        UnknownStorageError: `url` names no storage this process configured.
+        ValueError: `location` is not a relative path inside a storage (`check_location`).
+    """
+    storage = given if given is not None and given.url == url else trusted_storage(url)
+    if storage is None:
+        raise UnknownStorageError(
+            f"storage {url!r} was not configured in this process (a task's result_storage, "
+            "TASKSTASH_LOCAL_STORAGE_PATH or a storage given to Cache); an index row may name "
+            "only those, so the file is neither read nor deleted"
+        )
+    return storage, check_location(location)

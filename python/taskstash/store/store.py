@@ -21,8 +21,9 @@ from collections.abc import Iterable
 from functools import partial
 from typing import BinaryIO, Final, TypeAlias
 
-from taskstash.exceptions import CorruptIndexError, CorruptResultError
+from taskstash.exceptions import CorruptIndexError, CorruptResultError, ResultTooLargeError
 from taskstash.hashing import hash_bytes
+from taskstash.store.base import trust
 from taskstash.store.eviction import Removed, delete_records, evict_over, unlink_result
 from taskstash.store.hits import HIT_FLUSH_COUNT, HIT_FLUSH_SECONDS, HitCounter
 from taskstash.store.index import Index, Record, read_file_record
@@ -32,11 +33,11 @@ from taskstash.store.results import (
     encode_result,
     make_header,
     payload_if_checksum,
-    signature_valid,
+    signed_for_key,
     split_result,
 )
 from taskstash.store.serializers import Serializer, dump_value
-from taskstash.store.storages import ResultStorage, check_location, storage_for_url
+from taskstash.store.storages import ResultStorage, check_location, locate
 from taskstash.store.streams import UNSIGNED, PayloadSink, Refused, open_verified, write_streamed
 
 __all__ = [
@@ -163,7 +164,7 @@ class Store(HitCounter):
             if data is not None:
                 payload = payload_if_checksum(data, checksum)
                 if payload is not None and (
-                    self.signing_key is None or signature_valid(self.signing_key, data, payload)
+                    self.signing_key is None or signed_for_key(self.signing_key, data, payload, key)
                 ):
                     return payload, serializer, expires_at
         record = self.index.get(key, now)
@@ -180,8 +181,9 @@ class Store(HitCounter):
         """Reads and verifies the result file of `record`: one read, no index access.
 
         The file is looked for in the storage the record names (`record.storage`), which is
-        `storage` unless the task's storage changed since; `storage` is used when that one
-        cannot be reached.
+        `storage` unless the task's storage changed since. A row naming a storage this process
+        was not configured with, or an invalid location, is refused (see `locate`): whoever
+        can write the index must not make this process read files elsewhere.
 
         The file is accepted if its payload matches the checksum in the index (the common case,
         checked without parsing the header: the payload is then exactly the one recorded for
@@ -194,12 +196,13 @@ class Store(HitCounter):
             storage: The task's storage.
 
         Returns:
-            The payload, or None if the file is missing, damaged, unsigned or holds another
-            key's result (logged as one warning per file until it is saved again).
+            The payload, or None if the file is missing, damaged, unsigned, holds another
+            key's result or is refused (logged as one warning per file until it is saved
+            again).
         """
-        storage = self._storage_of(record, storage)
         try:
-            data = storage.read(record.location)
+            storage, location = locate(record.storage, record.location, storage)
+            data = storage.read(location)
             if data is None:
                 raise Refused(_MISSING)
             payload = payload_if_checksum(data, record.checksum)
@@ -207,9 +210,12 @@ class Store(HitCounter):
                 header, payload = split_result(data)
                 if header["key"] != record.key:
                     raise Refused(f"holds the result of another key ({header['key']})")
-            if self.signing_key is not None and not signature_valid(
-                self.signing_key, data, payload
+            if self.signing_key is not None and not signed_for_key(
+                self.signing_key, data, payload, record.key
             ):
+                header, _ = split_result(data)
+                if header["key"] != record.key:
+                    raise Refused(f"holds the result of another key ({header['key']})")
                 raise Refused(UNSIGNED)
             return payload
         except Exception as exc:
@@ -219,7 +225,7 @@ class Store(HitCounter):
                 and not self._lost(record, storage)
             ):
                 return None  # evicted (and maybe saved again) while we read: a plain miss
-            self._warn_once(storage, record, _problem(exc))
+            self._warn_once(record, _problem(exc))
         return None
 
     def _lost(self, record: Record, storage: ResultStorage) -> bool:
@@ -253,27 +259,21 @@ class Store(HitCounter):
         Returns:
             The open file, or None as `load` (warned once per file).
         """
-        storage = self._storage_of(record, storage)
         try:
+            storage, location = locate(record.storage, record.location, storage)
             return open_verified(
                 storage,
-                record.location,
+                location,
                 key=record.key,
                 checksum=record.checksum,
                 signing_key=self.signing_key,
             )
         except Exception as exc:
-            self._warn_once(storage, record, _problem(exc))
+            self._warn_once(record, _problem(exc))
         return None
 
-    @staticmethod
-    def _storage_of(record: Record, storage: ResultStorage) -> ResultStorage:
-        if storage.url != record.storage:
-            return storage_for_url(record.storage) or storage
-        return storage
-
-    def _warn_once(self, storage: ResultStorage, record: Record, problem: str) -> None:
-        where = (storage.url, record.location)
+    def _warn_once(self, record: Record, problem: str) -> None:
+        where = (record.storage, record.location)
         if where in self._warned:
             return
         self._warned.add(where)
@@ -281,7 +281,7 @@ class Store(HitCounter):
             "Cached result of task %r (key %s) at %s %s; it will be recomputed",
             record.task_name,
             record.key,
-            _describe(storage, record.location),
+            _describe(record.storage, record.location),
             problem,
         )
 
@@ -311,6 +311,8 @@ class Store(HitCounter):
             ValueError: `location` is not a valid relative location, or `header` does not
                 describe `payload` (size or checksum).
             OSError: The file could not be written.
+            ResultTooLargeError: The file would be larger than `max_bytes`; nothing is
+                written and nothing evicted.
             sqlite3.Error: The index could not be written.
             CorruptIndexError: The index file is damaged.
         """
@@ -318,8 +320,11 @@ class Store(HitCounter):
         if header.checksum != hash_bytes(payload):
             raise ValueError(f"header.checksum does not match the payload of key {header.key}")
         chunks = encode_result(header, payload, signing_key=self.signing_key)
+        size = sum(memoryview(c).nbytes for c in chunks)
+        if self.max_bytes is not None and size > self.max_bytes:
+            raise ResultTooLargeError(size, self.max_bytes)
         storage.write(location, chunks)
-        return self._commit(header, sum(memoryview(c).nbytes for c in chunks), storage, location)
+        return self._commit(header, size, storage, location)
 
     def save_value(
         self,
@@ -370,6 +375,8 @@ class Store(HitCounter):
             ValueError: `location` is not valid, or a time is not finite.
             OSError: The file could not be written (a full or read-only storage); nothing is
                 left behind.
+            ResultTooLargeError: The file would be larger than `max_bytes`; the writing stops
+                there, nothing is left behind and nothing evicted.
             sqlite3.Error: The index could not be written; the new file is deleted.
             CorruptIndexError: The index file is damaged.
         """
@@ -389,7 +396,9 @@ class Store(HitCounter):
         )
         copy = _PayloadCopy(self.large_result_bytes if remember else -1)
         write = partial(_dump_copied, serializer, value, copy)
-        header, size = write_streamed(storage, location, draft, write, self.signing_key)
+        header, size = write_streamed(
+            storage, location, draft, write, self.signing_key, self.max_bytes
+        )
         record = self._commit(header, size, storage, location)
         payload = copy.payload()
         if payload is not None:
@@ -402,6 +411,7 @@ class Store(HitCounter):
         """Commits the row of a file just written; see `save`."""
         record = Record.from_header(header, storage.url, location, size)
         where = (storage.url, location)
+        trust(storage)  # rows naming it may be followed: this process writes there
         if self.max_bytes is not None:
             # Eviction picks the least recently used records: this process's latest hits must
             # be in the index first, or a record hit a moment ago would look unused.
@@ -537,21 +547,23 @@ def _present(storage: ResultStorage, location: str, key: str) -> Record | None:
     return found if found is not None and found.key == key else None
 
 
-def _describe(storage: ResultStorage, location: str) -> str:
-    return f"{storage.url.rstrip('/')}/{location}"
+def _describe(url: str, location: str) -> str:
+    return f"{url.rstrip('/')}/{location}"
 
 
 def _delete_quietly(storage: ResultStorage, location: str) -> None:
     try:
         storage.delete(location)
     except Exception as exc:  # an orphan file is harmless; verify --fix removes it
-        _log.debug("could not delete %s: %s", _describe(storage, location), exc)
+        _log.debug("could not delete %s: %s", _describe(storage.url, location), exc)
 
 
 def _problem(exc: Exception) -> str:
     """What a warning says about a result file that could not be used."""
     if isinstance(exc, Refused):
         return str(exc)
+    if isinstance(exc, ValueError):
+        return f"is refused: {exc}"
     if isinstance(exc, CorruptResultError):
         return f"is damaged: {exc}"
     return f"cannot be read: {type(exc).__name__}: {exc}"  # whatever the filesystem says

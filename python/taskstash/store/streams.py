@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, BinaryIO, Final, cast
 
-from taskstash.exceptions import CorruptResultError
+from taskstash.exceptions import CorruptResultError, ResultTooLargeError
 from taskstash.hashing import Hasher
 from taskstash.store.base import ResultStorage, write_all
 from taskstash.store.results import (
@@ -53,24 +53,49 @@ class Refused(Exception):
 class PayloadSink:
     """The file a serializer writes a payload to: passed on to the result file, hashed on the way.
 
+    Args:
+        file: The result file, positioned where the payload starts.
+        mac: The signature being computed, or None.
+        max_size: The largest result file to allow (see `write`), or None for no limit.
+        offset: Bytes of the result file ahead of the payload.
+
     Attributes:
         size: Bytes written so far.
-        failure: The error the result file raised, if a write failed (a serializer may wrap
-            it in its own error; the store reports this one).
+        failure: The error that stopped the writing, if any: the result file's own, or
+            `ResultTooLargeError` (a serializer may wrap it in its own error; the store
+            reports this one).
     """
 
-    def __init__(self, file: BinaryIO, mac: hmac.HMAC | None) -> None:
+    def __init__(
+        self,
+        file: BinaryIO,
+        mac: hmac.HMAC | None,
+        max_size: int | None = None,
+        offset: int = 0,
+    ) -> None:
         self.size = 0
-        self.failure: OSError | None = None
+        self.failure: OSError | ResultTooLargeError | None = None
         self._file = file
         self._hasher = Hasher()
         self._mac = mac
+        self._max_size = max_size
+        self._offset = offset
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
-        """Writes `data` (any C-contiguous buffer, not copied) to the result file."""
+        """Writes `data` (any C-contiguous buffer, not copied) to the result file.
+
+        Raises:
+            ResultTooLargeError: The file would pass `max_size`; nothing more is written.
+            OSError: The result file could not be written.
+        """
         view = memoryview(data)
         if view.format != "B" or view.ndim != 1:
             view = view.cast("B")
+        if self._max_size is not None:
+            wanted = self._offset + self.size + view.nbytes
+            if wanted > self._max_size:
+                self.failure = ResultTooLargeError(wanted, self._max_size)
+                raise self.failure
         self._hasher.update(view)
         if self._mac is not None:
             self._mac.update(view)
@@ -103,6 +128,7 @@ def write_streamed(
     draft: ResultHeader,
     write_payload: Callable[[PayloadSink], None],
     signing_key: bytes | None,
+    max_size: int | None = None,
 ) -> tuple[ResultHeader, int]:
     """Writes a result file whose payload `write_payload` streams into a sink.
 
@@ -112,12 +138,15 @@ def write_streamed(
         draft: The header, but for `checksum` and `payload_size`, which are filled in.
         write_payload: Writes the payload to the sink it is given.
         signing_key: Sign the file with this key, or None.
+        max_size: The largest file to write, in bytes, or None for no limit. The writing stops
+            as soon as the file would pass it.
 
     Returns:
         The final header and the size of the file.
 
     Raises:
         OSError: The storage could not be written (even if a serializer wrapped the error).
+        ResultTooLargeError: The file would be larger than `max_size`.
         ValueError: The payload is larger than `MAX_PAYLOAD_SIZE`.
         Exception: Whatever `write_payload` raised. Nothing is written then.
     """
@@ -125,7 +154,7 @@ def write_streamed(
     mac = None if signing_key is None else new_mac(signing_key)
     with storage.open_write(location) as file:
         write_all(file, memoryview(frame_prefix(reserved) + b" " * reserved))
-        sink = PayloadSink(file, mac)
+        sink = PayloadSink(file, mac, max_size, PREFIX_SIZE + reserved)
         try:
             write_payload(sink)
         except BaseException:
@@ -183,7 +212,9 @@ def open_verified(
         signature = None if signing_key is None else split_signature(region)
         if signing_key is not None and signature is None:
             raise Refused(UNSIGNED)
-        if header["checksum"] != checksum and header["key"] != key:
+        # A signed file answers only the key its (signed) header names; an unsigned one may
+        # also answer for a key whose row records its checksum: the same payload.
+        if header["key"] != key and (signing_key is not None or header["checksum"] != checksum):
             raise Refused(f"holds the result of another key ({header['key']})")
         if not _unchangeable(file, signed=signing_key is not None):
             import tempfile

@@ -27,7 +27,7 @@ from taskstash.exceptions import CorruptResultError
 from taskstash.store.base import ResultStorage, is_temp
 from taskstash.store.eviction import delete_records
 from taskstash.store.fsspec_storage import FsspecStorage
-from taskstash.store.storages import LocalStorage, storage_for_url
+from taskstash.store.storages import LocalStorage, UnknownStorageError, locate, storage_for_url
 from taskstash.store.store import Store
 from taskstash.store.streams import Refused, open_verified
 
@@ -39,6 +39,7 @@ recorded within the index's lock timeout (30 s), and a writer writes its tempora
 steadily; a quarter of an hour leaves a wide margin for slow disks and busy machines."""
 
 _MISSING: Final = "is missing"
+_UNCHECKED: Final = "names a storage not configured here"
 _CHUNK: Final = 500  # candidates re-checked per write transaction, so writers are not held up
 
 Progress = Callable[[int, int], None]
@@ -55,6 +56,8 @@ class Verified:
         damaged: Keys whose file is damaged or holds another key's result.
         orphans: Files (`storage/location`) no row points to, untouched for
             `WRITE_GRACE_SECONDS` (younger ones may be saves about to commit).
+        unchecked: Keys whose row names a storage this process was not configured with (pass
+            it as `Cache`'s `storage`); neither checked nor touched, even with `fix`.
         temporary: Temporary files of interrupted writes, untouched for `WRITE_GRACE_SECONDS`.
         integrity: SQLite's `integrity_check` complaints (empty when sound).
         fixed: Whether the problems above were repaired (rows and files removed).
@@ -65,6 +68,7 @@ class Verified:
     missing: list[str] = field(default_factory=list)
     damaged: list[str] = field(default_factory=list)
     orphans: list[str] = field(default_factory=list)
+    unchecked: list[str] = field(default_factory=list)
     temporary: list[str] = field(default_factory=list)
     integrity: list[str] = field(default_factory=list)
     fixed: bool = False
@@ -110,7 +114,9 @@ def verify(
     for done, (key, url, location, checksum) in enumerate(rows, 1):
         known.setdefault(url, set()).add(location)
         problem = _problem(store, default, key, url, location, checksum)
-        if problem is not None:
+        if problem is _UNCHECKED:
+            report.unchecked.append(key)
+        elif problem is not None:
             (report.missing if problem == _MISSING else report.damaged).append(key)
             bad[key] = (url, location, checksum)
         if progress is not None:
@@ -144,8 +150,17 @@ def verify(
 def _problem(
     store: Store, default: ResultStorage, key: str, url: str, location: str, checksum: str
 ) -> str | None:
-    """What is wrong with the file of a row: `_MISSING`, another complaint, or None."""
-    storage = storage_for_url(url) or default
+    """What is wrong with the file of a row: `_MISSING`, another complaint, or None.
+
+    `_UNCHECKED` for a row naming a storage this process was not configured with: an edited
+    row must not make a repair read or delete anything outside the configured storages.
+    """
+    try:
+        storage, location = locate(url, location, default)
+    except UnknownStorageError:
+        return _UNCHECKED
+    except ValueError as exc:  # a location outside any storage: the row is damaged
+        return str(exc)
     try:
         open_verified(
             storage, location, key=key, checksum=checksum, signing_key=store.signing_key
