@@ -7,6 +7,7 @@ result files, filled by calling cached tasks.
 from __future__ import annotations
 
 import datetime
+import logging
 import os
 import sqlite3
 import subprocess
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from taskstash import Cache, explain, task
+from taskstash import Cache, explain, settings, task
 from taskstash.cache_policies import INPUTS
 from taskstash.store import Record
 from taskstash.store.verify import WRITE_GRACE_SECONDS
@@ -538,3 +539,25 @@ def test_pruning_many_records_takes_several_transactions(
     assert seen[-1] == (6000, 6000)
     assert {total for _, total in seen} == {6000}
     assert Cache().totals() == (1, Cache().record(key_of(alpha, 1)).size_bytes)
+
+
+def test_an_index_inside_the_storage_is_never_taken_for_a_result_file(
+    monkeypatch: pytest.MonkeyPatch,
+    taskstash_home: Path,
+    ran: Counter,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    index = taskstash_home / "storage" / "index.db"
+    monkeypatch.setenv("TASKSTASH_INDEX_PATH", str(index))
+    settings.reload()
+    alpha = cached("alpha", ran)
+    alpha(1)
+    alpha(2)
+    cache = Cache()
+    report = cache.verify(fix=True)
+    assert (report.orphans, report.files) == ([], 2)
+    assert index.exists()
+    with caplog.at_level(logging.INFO, logger="taskstash"):
+        assert cache.reindex() == 2
+    (line,) = [r.getMessage() for r in caplog.records if "Rebuilt" in r.getMessage()]
+    assert "from 2 result files; 0 files skipped" in line

@@ -17,7 +17,7 @@ from taskstash.exceptions import CorruptIndexError, CorruptResultError
 from taskstash.store.index import Index, Record, read_file_record
 from taskstash.store.registry import stores_of
 from taskstash.store.sqlite import connect, is_corruption
-from taskstash.store.storages import ResultStorage, resolve_storage
+from taskstash.store.storages import ResultStorage, is_index_file, resolve_storage
 
 if TYPE_CHECKING:
     import fsspec
@@ -63,7 +63,7 @@ def rebuild_index(
     # The file itself, not a link to it: it is the file that is moved aside and replaced.
     path = os.path.realpath(os.path.expanduser(os.fspath(index_path)))
     resolved = [resolve_storage(spec, os.getcwd()) for spec in storages]
-    records, files, skipped = _scan(resolved)
+    records, files, skipped = _scan(resolved, path)
     for store in stores_of(path):  # this process's connections must not write to the old file
         store.index.reset()
     if _is_damaged(path):
@@ -96,12 +96,14 @@ def rebuild_index(
     return len(records)
 
 
-def _scan(storages: list[ResultStorage]) -> tuple[dict[str, Record], int, int]:
+def _scan(storages: list[ResultStorage], index_path: str) -> tuple[dict[str, Record], int, int]:
     """The newest record of each key in `storages`, the files read, and those skipped."""
     records: dict[str, Record] = {}
     files = skipped = 0
     for storage in storages:
         for location in storage.locations():
+            if is_index_file(storage, location, index_path):
+                continue
             files += 1
             try:
                 record = read_file_record(storage, location)

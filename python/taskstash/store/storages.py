@@ -392,3 +392,20 @@ def locate(
             "only those, so the file is neither read nor deleted"
         )
     return storage, check_location(location)
+
+
+_INDEX_SUFFIXES: Final = ("", "-wal", "-shm", "-journal")
+
+
+def is_index_file(storage: ResultStorage, location: str, index_path: str) -> bool:
+    """Whether `location` in `storage` is the index file `index_path` or one of SQLite's files.
+
+    An index kept inside a storage directory must never be taken for a result file: opening
+    and closing it would drop this process's SQLite locks on it, and a repair would delete it.
+    """
+    if not isinstance(storage, LocalStorage):
+        return False
+    real = os.path.realpath(index_path)
+    if location.rpartition("/")[2] not in {os.path.basename(real) + s for s in _INDEX_SUFFIXES}:
+        return False  # the common case, answered without touching the filesystem
+    return os.path.realpath(storage.path(location)) in {real + s for s in _INDEX_SUFFIXES}

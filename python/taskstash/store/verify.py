@@ -27,7 +27,13 @@ from taskstash.exceptions import CorruptResultError
 from taskstash.store.base import ResultStorage, is_temp
 from taskstash.store.eviction import delete_records
 from taskstash.store.fsspec_storage import FsspecStorage
-from taskstash.store.storages import LocalStorage, UnknownStorageError, locate, storage_for_url
+from taskstash.store.storages import (
+    LocalStorage,
+    UnknownStorageError,
+    is_index_file,
+    locate,
+    storage_for_url,
+)
 from taskstash.store.store import Store
 from taskstash.store.streams import Refused, open_verified
 
@@ -121,13 +127,11 @@ def verify(
             bad[key] = (url, location, checksum)
         if progress is not None:
             progress(done, len(rows))
-    own = _index_files(store.path)
-    own_names = {os.path.basename(path) for path in own}
     orphans: list[tuple[ResultStorage, list[str]]] = []
     for storage in storages_of(default, known):
         found = []
         for location in storage.locations():
-            if location.rpartition("/")[2] in own_names and _path(storage, location) in own:
+            if is_index_file(storage, location, store.path):
                 continue
             report.files += 1
             if location not in known.get(storage.url, ()) and _settled(storage, location):
@@ -211,18 +215,6 @@ _SELECT_ROW: Final = "SELECT storage, location, checksum FROM records WHERE key 
 
 def _row(row: tuple[object, ...] | None) -> tuple[object, ...] | None:
     return None if row is None else tuple(row)
-
-
-def _index_files(path: str) -> set[str]:
-    real = os.path.realpath(path)
-    return {real + suffix for suffix in ("", "-wal", "-shm", "-journal")}
-
-
-def _path(storage: ResultStorage, location: str) -> str | None:
-    """The real local path of `location`, for a local storage; else None."""
-    if isinstance(storage, LocalStorage):
-        return os.path.realpath(storage.path(location))
-    return None
 
 
 def _settled(storage: ResultStorage, location: str) -> bool:
