@@ -4,6 +4,7 @@ library's logger; a failing task's traceback without taskstash's frames.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import re
@@ -210,6 +211,24 @@ def test_a_failing_task_traceback_leads_from_the_call_into_the_body() -> None:
     text = "".join(traceback.format_exception(raised.value))
     assert "task_runs.py" not in text
     assert 'raise ValueError(f"no {x}")' in text
+
+
+@task(cache_policy=INPUTS)
+async def explode_later(x: int) -> int:
+    raise ValueError(f"no {x} later")
+
+
+async def awaiting_site() -> int:
+    return await explode_later(3)
+
+
+def test_a_failing_async_task_traceback_leads_from_the_await_into_the_body() -> None:
+    with pytest.raises(ValueError, match="no 3 later") as raised:
+        asyncio.run(awaiting_site())
+    frames = traceback.extract_tb(raised.value.__traceback__)
+    names = [frame.name for frame in frames]
+    assert names[-2:] == ["awaiting_site", "explode_later"]
+    assert not [f for f in frames if f"taskstash{os.sep}" in f.filename], names
 
 
 def test_a_failed_state_keeps_the_exception() -> None:

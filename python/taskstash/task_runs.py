@@ -126,6 +126,17 @@ async def run_async(
     task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any], *, return_state: bool
 ) -> Any:
     """Carries out one call of an `async def` task."""
+    try:
+        return await _run_async(task, args, kwargs, return_state)
+    except Exception as exc:
+        # The awaiting caller's traceback goes from its await straight into the task's body.
+        exc.with_traceback(without_our_frames(exc.__traceback__))
+        raise
+
+
+async def _run_async(
+    task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any], return_state: bool
+) -> Any:
     hit, call = start(task, args, kwargs)
     if hit:
         return Cached(call) if return_state else call
