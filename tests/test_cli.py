@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_support import run, run_json
 
 from taskstash import Cache, task
 from taskstash.cache_policies import INPUTS
@@ -42,20 +43,6 @@ def add_one(x: int) -> int:
 
 not_a_task = 42
 """
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    """`taskstash *argv` in this process: exit code, standard output, standard error."""
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> Any:
-    code, out, err = run(capsys, *argv, "--json")
-    notes = [line for line in err.splitlines() if line.startswith("taskstash: note: ")]
-    assert (code, err.splitlines()) == (0, notes)  # notes only (explain says what it loads)
-    return json.loads(out)
 
 
 def cached(name: str, *, expires: datetime.timedelta | None = None) -> Task[[int], int]:

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def python(code: str, **env: str) -> subprocess.CompletedProcess[str]:
-    environment = {**os.environ, **env, "PYTHONPATH": str(ROOT / "python")}
+    environment = {**os.environ, **env}  # the installed taskstash, as a user runs it
     return subprocess.run(
         [sys.executable, "-c", code],
         env=environment,
