@@ -337,11 +337,11 @@ def key_of(
 def _decode(task: Task[Any, Any], key: str, payload: Payload, serializer_name: str) -> object:
     """The stored value, or MISSING if it cannot be deserialized (warned once per task)."""
     try:
-        serializer = (
-            task.serializer
-            if serializer_name == task.serializer.name
-            else resolve_serializer(serializer_name)
-        )
+        serializer = task.serializer
+        if serializer_name != serializer.name:
+            serializer = resolve_serializer(serializer_name)
+        elif type(payload) is memoryview:
+            return serializer.loads(payload)  # the hit path's common case, one call shallower
         return load_value(serializer, payload)  # a large result's file is closed by it
     except Exception as exc:
         if not isinstance(payload, memoryview):
