@@ -18,8 +18,8 @@ import traceback
 
 from taskstash import task
 from taskstash.cache_policies import INPUTS
+from taskstash.destinations import index_path
 from taskstash.store import open_store
-from taskstash.task_runs import _index_path
 
 
 def expected(x: int) -> list[int]:
@@ -37,7 +37,7 @@ def main(mode: str, threads: int, calls: int, keys: int, log_path: str) -> int:
     policy = INPUTS.configure(isolation_level="SERIALIZABLE") if mode == "serializable" else INPUTS
     cached = task(name="stressed", cache_policy=policy, cache_result_in_memory=False)(compute)
     refreshing = cached.with_options(refresh_cache=True)
-    store = open_store(_index_path(cached))
+    store = open_store(index_path(cached))
     failures: list[str] = []
 
     def worker(seed: int) -> None:

@@ -6,7 +6,6 @@ the read-only index and the settings are checked in real processes too.
 from __future__ import annotations
 
 import json
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from cli_support import one_error_line, run, run_json, run_process
+from mounts import tmpfs
 
 from taskstash import Cache, __version__, task
 from taskstash.cache_policies import INPUTS
@@ -116,23 +116,8 @@ def test_a_home_that_cannot_be_created(
 def read_only_mount(tmp_path: Path) -> Iterator[Path]:
     """A small tmpfs, mounted for the test (as root ignores file modes, a real read-only
     filesystem is what makes an index read-only for everyone)."""
-    mount_point = tmp_path / "mnt"
-    mount_point.mkdir()
-    if shutil.which("mount") is None:
-        pytest.skip("no mount command")
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs", str(mount_point)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs (needs root or CAP_SYS_ADMIN): {done.stderr}")
-    try:
+    with tmpfs(tmp_path / "mnt", "4m") as mount_point:
         yield mount_point
-    finally:
-        if subprocess.run(["umount", str(mount_point)], check=False).returncode != 0:
-            subprocess.run(["umount", "-l", str(mount_point)], check=True)
 
 
 def test_a_read_only_index_in_a_real_process(read_only_mount: Path) -> None:

@@ -12,7 +12,6 @@ import logging
 import os
 import random
 import re
-import shutil
 import sqlite3
 import stat
 import subprocess
@@ -20,6 +19,7 @@ import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import mounts
 import pytest
 
 from taskstash import settings, task
@@ -256,23 +256,8 @@ def test_a_task_runs_uncached_on_a_damaged_index_and_hits_again_after_rebuild(
 @pytest.fixture
 def tmpfs(tmp_path: Path) -> Iterator[Path]:
     """A 64 KiB tmpfs mounted for the test, unmounted afterwards whatever happens."""
-    mount_point = tmp_path / "mnt"
-    mount_point.mkdir()
-    if shutil.which("mount") is None:
-        pytest.skip("no mount command to make a small filesystem")
-    result = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs", str(mount_point)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs (needs root or CAP_SYS_ADMIN): {result.stderr}")
-    try:
+    with mounts.tmpfs(tmp_path / "mnt", "64k") as mount_point:
         yield mount_point
-    finally:
-        if subprocess.run(["umount", str(mount_point)], check=False).returncode != 0:
-            subprocess.run(["umount", "-l", str(mount_point)], check=True)
 
 
 def files_in(root: Path) -> list[Path]:

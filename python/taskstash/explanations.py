@@ -19,8 +19,9 @@ from typing import Any
 from taskstash import settings
 from taskstash.cache import Cache
 from taskstash.context import TaskRun, TaskRunContext, current_flow_run
+from taskstash.destinations import index_path
 from taskstash.store import Record
-from taskstash.task_runs import _index_path, key_of
+from taskstash.task_runs import key_of
 from taskstash.tasks import Task
 
 __all__ = ["Explanation", "explain"]
@@ -85,7 +86,7 @@ def explain(task: Task[Any, Any], /, *args: Any, **kwargs: Any) -> Explanation:
         )
     key, named = keyed
     components = dict(named)
-    cache = Cache(_index_path(task), task.result_storage or settings.current().local_storage_path)
+    cache = Cache(index_path(task), task.result_storage or settings.current().local_storage_path)
     # The task's records only (records_task_name), and one lookup for the key: never a list of
     # the whole index, which could hold a million records.
     records = [r for r in cache.records(task=task.name) if r.task_qualname == task.qualified_name]

@@ -12,7 +12,6 @@ import logging
 import sqlite3
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from taskstash import settings
@@ -25,6 +24,7 @@ from taskstash.context import (
     holding_lock,
     lock_holder,
 )
+from taskstash.destinations import lock_manager, render_location, resolve
 from taskstash.exceptions import (
     CacheCorruptedError,
     HashingError,
@@ -34,22 +34,25 @@ from taskstash.exceptions import (
     SerializationError,
 )
 from taskstash.hashing import hash_objects
-from taskstash.locking import LockManager, SQLiteLockManager
+from taskstash.locking import LockManager
 from taskstash.log import logger
 from taskstash.rendering import render_parameters
-from taskstash.states import Cached, Completed, Failed, State
+from taskstash.states import Cached, Completed, Failed
 from taskstash.store import (
     Payload,
     ResultStorage,
     Store,
-    check_location,
-    default_location,
     load_value,
-    open_store,
     resolve_serializer,
-    resolve_storage,
 )
 from taskstash.store.memory import MISSING
+from taskstash.task_reports import (
+    log_finished,
+    log_hit,
+    warn_index_unusable,
+    warn_once,
+    warn_unhashable,
+)
 from taskstash.tracebacks import without_our_frames
 
 if TYPE_CHECKING:
@@ -58,8 +61,8 @@ if TYPE_CHECKING:
 __all__ = ["key_of", "run", "run_async", "start"]
 
 # Inside a flow every task run is reported, as a flow's log; outside one a task is just a cached
-# function call, reported only at DEBUG.
-_INFO, _DEBUG, _ERROR = logging.INFO, logging.DEBUG, logging.ERROR
+# function call, reported only at DEBUG (see `taskstash.task_reports`).
+_INFO, _DEBUG = logging.INFO, logging.DEBUG
 
 # What a broken or unreachable index raises; none of them may fail the user's call.
 _INDEX_ERRORS = (IndexUnusableError, CacheCorruptedError, sqlite3.Error, OSError)
@@ -100,7 +103,7 @@ def run(task: Task[Any, Any], call: _Call, return_state: bool) -> Any:
     try:
         call.lock.acquire_lock(key, holder)
     except _INDEX_ERRORS as exc:
-        _warn_index_unusable(task, exc)
+        warn_index_unusable(task, exc)
         return _run_body(task, call, return_state)
     try:
         # Whoever held the lock before may have stored the result meanwhile.
@@ -146,7 +149,7 @@ async def _run_async(
     try:
         await call.lock.aacquire_lock(key, holder)
     except _INDEX_ERRORS as exc:
-        _warn_index_unusable(task, exc)
+        warn_index_unusable(task, exc)
         return await _run_async_body(task, call, return_state)
     try:
         value = _look_again(call)
@@ -174,7 +177,7 @@ def _release(call: _Call, key: str, holder: str) -> None:
     except _INDEX_ERRORS as exc:
         # The lock row stays behind; it frees itself when this process exits (or its lease
         # ends), so waiters are delayed, never blocked for good.
-        _warn_index_unusable(call.task, exc)
+        warn_index_unusable(call.task, exc)
 
 
 def _lock_of(call: _Call) -> tuple[str, str]:
@@ -234,19 +237,20 @@ def start(task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -
     try:
         resolved = task.resolved
         if resolved is None or resolved[0] is not current:
-            resolved = _resolve(task, current)
+            resolved = resolve(task, current)
         store, storage = resolved[1], resolved[2]
         if not refresh:
             value = _find(task, store, storage, key, task_run, flow_run)
             if value is not MISSING:
                 return True, value
     except _INDEX_ERRORS as exc:  # a damaged or unreachable index must not fail the call
-        _warn_index_unusable(task, exc)
+        warn_index_unusable(task, exc)
         return False, _Call(task, args, kwargs, parameters, flow_run, task_run, None)
     call = _Call(task, args, kwargs, parameters, flow_run, task_run, None, refresh)
-    call.record = _Destination(key, dict(components), store, storage, _location(call, key))
+    location = render_location(task, key, parameters, task_run, flow_run)
+    call.record = _Destination(key, dict(components), store, storage, location)
     if task.cache_policy.isolation_level == "SERIALIZABLE":
-        call.lock = _lock_manager(task, store)
+        call.lock = lock_manager(task, store)
     return False, call
 
 
@@ -268,36 +272,8 @@ def _find(
         return MISSING
     store.note_hit(key, now)
     if logger.isEnabledFor(_INFO if flow_run is not None else _DEBUG):
-        _log_hit(task_run, flow_run)
+        log_hit(task_run, flow_run)
     return value
-
-
-_default_lock_managers: dict[str, LockManager] = {}
-
-
-def _lock_manager(task: Task[Any, Any], store: Store) -> LockManager:
-    """The policy's lock manager, or one backed by the task's index."""
-    configured: LockManager | None = task.cache_policy.lock_manager
-    if configured is not None:
-        return configured
-    manager = _default_lock_managers.get(store.index.path)
-    if manager is None:
-        manager = _default_lock_managers[store.index.path] = SQLiteLockManager(store.index.path)
-    return manager
-
-
-def _resolve(
-    task: Task[Any, Any], current: settings.Settings
-) -> tuple[object, Store, ResultStorage]:
-    """The task's index and storage under `current` settings, kept on the task.
-
-    `settings.reload()` makes a new settings object, so a changed environment is picked up.
-    """
-    store = open_store(_index_path(task), current.signing_key)
-    store.max_bytes = current.max_size
-    storage = resolve_storage(task.result_storage, current.local_storage_path)
-    task.resolved = (current, store, storage)
-    return task.resolved
 
 
 def _key(
@@ -310,7 +286,7 @@ def _key(
     try:
         return key_of(task, TaskRunContext(task, task_run, parameters, flow_run))
     except HashingError as error:
-        _warn_unhashable(task, parameters, error)
+        warn_unhashable(task, parameters, error)
         return None
 
 
@@ -346,7 +322,7 @@ def _decode(task: Task[Any, Any], key: str, payload: Payload, serializer_name: s
     except Exception as exc:
         if not isinstance(payload, memoryview):
             payload.close()  # no serializer to hand it to
-        _warn_once(
+        warn_once(
             task,
             f"load:{key}",
             f"the cached result with key {key} could not be deserialized "
@@ -355,35 +331,13 @@ def _decode(task: Task[Any, Any], key: str, payload: Payload, serializer_name: s
         return MISSING
 
 
-def _location(call: _Call, key: str) -> str:
-    template = call.task.result_storage_key
-    if template is None:
-        return default_location(key)
-    try:
-        rendered = template.format(
-            parameters=call.parameters, task_run=call.task_run, flow_run=call.flow_run
-        )
-    except (KeyError, IndexError, AttributeError) as exc:
-        raise ValueError(
-            f"result_storage_key {template!r} of task {call.task.name!r} cannot be rendered: "
-            f"{type(exc).__name__}: {exc}; its fields are parameters, task_run and flow_run"
-        ) from None
-    try:
-        return check_location(rendered)
-    except ValueError as exc:
-        raise ValueError(
-            f"result_storage_key {template!r} of task {call.task.name!r} rendered to "
-            f"{rendered!r}, which is refused: {exc}"
-        ) from None
-
-
 def _completed(call: _Call, value: Any, compute_seconds: float, return_state: bool) -> Any:
     """Stores the result of a call that ran; returns its state or its value."""
     destination = call.record
     if destination is not None:
         _store(call, destination, value, compute_seconds)
     state: Completed[Any] = Completed(value)
-    _log_finished(call, state)
+    log_finished(call.task_run, call.flow_run, state)
     return state if return_state else value
 
 
@@ -412,7 +366,7 @@ def _store(call: _Call, destination: _Destination, value: Any, compute_seconds: 
             remember=task.cache_result_in_memory,
         )
     except SerializationError as exc:
-        _warn_once(
+        warn_once(
             task,
             "serialize",
             f"its result ({type(value).__module__}.{type(value).__qualname__}) cannot be "
@@ -421,7 +375,7 @@ def _store(call: _Call, destination: _Destination, value: Any, compute_seconds: 
         )
         return
     except ResultTooLargeError as exc:
-        _warn_once(
+        warn_once(
             task,
             "too large",
             f"its result is larger than TASKSTASH_MAX_SIZE ({exc.limit} bytes), so it is "
@@ -429,7 +383,7 @@ def _store(call: _Call, destination: _Destination, value: Any, compute_seconds: 
         )
         return
     except (OSError, sqlite3.Error, CacheCorruptedError) as exc:
-        _warn_once(
+        warn_once(
             task,
             "save",
             f"its result could not be stored ({type(exc).__name__}: {exc}), so it is returned "
@@ -438,70 +392,11 @@ def _store(call: _Call, destination: _Destination, value: Any, compute_seconds: 
         return
 
 
-def _log_hit(task_run: TaskRun, flow_run: FlowRun | None) -> None:
-    level = _INFO if flow_run is not None else _DEBUG
-    logger.log(level, "Task run %r - Finished in state Cached(type=COMPLETED)", task_run.name)
-
-
 def _failed(call: _Call, exc: Exception, return_state: bool) -> Failed[Any]:
     """Reports a call that raised: returns its state, or raises its exception again."""
     state: Failed[Any] = Failed(exc)
-    _log_finished(call, state)
+    log_finished(call.task_run, call.flow_run, state)
     if return_state:
         return state
     # From the task's body on: the frames above it are taskstash's, and would show twice.
     raise exc.with_traceback(without_our_frames(exc.__traceback__))
-
-
-def _log_finished(call: _Call, state: State[Any]) -> None:
-    level = _INFO if call.flow_run is not None else _DEBUG
-    if isinstance(state, Failed) and call.flow_run is not None:
-        level = _ERROR
-    if logger.isEnabledFor(level):
-        logger.log(level, "Task run %r - Finished in state %r", call.task_run.name, state)
-
-
-def _warn_once(task: Task[Any, Any], cause: str, message: str) -> None:
-    if cause in task.warned:
-        return
-    task.warned.add(cause)
-    logger.warning("Task %r: %s. (Said once per task.)", task.name, message)
-
-
-def _warn_index_unusable(task: Task[Any, Any], exc: BaseException) -> None:
-    if isinstance(exc, CacheCorruptedError):
-        problem = str(exc)  # names the file and how to rebuild it
-    else:
-        problem = f"the cache index cannot be used ({type(exc).__name__}: {exc})"
-    _warn_once(task, "index", f"{problem}; until then its calls run uncached")
-
-
-def _warn_unhashable(task: Task[Any, Any], parameters: dict[str, Any], error: HashingError) -> None:
-    path = getattr(error, "path", "")
-    argument = path.split("[", 1)[0].split("{", 1)[0]
-    if argument in parameters:
-        remedy = (
-            f"exclude it with cache_policy=INPUTS - {argument!r}, give the task a cache_key_fn, "
-            "or use cache_policy=NO_CACHE"
-        )
-        what = f"argument {argument!r} cannot be hashed ({error})"
-    else:
-        remedy = "give the task a cache_key_fn, or use cache_policy=NO_CACHE"
-        what = f"a value in its cache key cannot be hashed ({error})"
-    _warn_once(task, f"hash:{argument}", f"{what}, so this call runs uncached; {remedy}")
-
-
-_index_paths: dict[object, Path] = {}
-
-
-def _index_path(task: Task[Any, Any]) -> Path:
-    key_storage = task.cache_policy.key_storage
-    if key_storage is None:
-        return settings.current().index_path
-    path = _index_paths.get(key_storage)
-    if path is None:
-        path = Path(key_storage).expanduser()
-        if path.is_dir() or str(key_storage).endswith(("/", "\\")):
-            path = path / "index.db"
-        _index_paths[key_storage] = path
-    return path

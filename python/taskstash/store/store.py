@@ -19,7 +19,6 @@ import logging
 import os
 from collections.abc import Iterable
 from functools import partial
-from typing import BinaryIO, Final, TypeAlias
 
 from taskstash.exceptions import CorruptIndexError, CorruptResultError, ResultTooLargeError
 from taskstash.hashing import hash_bytes
@@ -27,44 +26,34 @@ from taskstash.store.base import trust
 from taskstash.store.eviction import Removed, delete_records, evict_over, unlink_result
 from taskstash.store.hits import HIT_FLUSH_COUNT, HIT_FLUSH_SECONDS, HitCounter
 from taskstash.store.index import Index, Record, read_file_record
-from taskstash.store.memory import MISSING, MemoryLayer
-from taskstash.store.results import (
-    ResultHeader,
-    encode_result,
-    make_header,
-    payload_if_checksum,
-    signed_for_key,
-    split_result,
+from taskstash.store.memory import MemoryLayer
+from taskstash.store.reads import (
+    LARGE_RESULT_BYTES,
+    SELECT_WHERE,
+    Fetched,
+    Payload,
+    ResultReads,
+    describe,
 )
+from taskstash.store.results import ResultHeader, encode_result, make_header
 from taskstash.store.serializers import Serializer, dump_value
-from taskstash.store.storages import ResultStorage, check_location, locate
-from taskstash.store.streams import UNSIGNED, PayloadSink, Refused, open_verified, write_streamed
+from taskstash.store.storages import ResultStorage, check_location
+from taskstash.store.streams import CopyingSink, PayloadSink, write_streamed
 
 __all__ = [
     "HIT_FLUSH_COUNT",
     "HIT_FLUSH_SECONDS",
     "LARGE_RESULT_BYTES",
+    "Fetched",
     "Payload",
     "Record",
     "Store",
 ]
 
-# Results above this are checked in chunks and unpickled straight from the file. Reading a file
-# whole and then unpickling it makes two copies, and the allocator gives both back to the system
-# after each hit; from about a megabyte on, those page faults cost more than a second pass over
-# the file (a 10 MiB numpy result: 9.7 ms read whole, 1.0 ms streamed).
-LARGE_RESULT_BYTES: Final = 1 << 20
-"""Result files larger than this are handed out by `fetch` as files, checked in chunks."""
-
-Payload: TypeAlias = memoryview | BinaryIO
-"""A payload: in memory, or, for a large result, a checked file positioned at its start."""
-Fetched: TypeAlias = tuple[Payload, str, float | None]
-"""What `Store.fetch` finds: the payload, its serializer's name and the record's expiry."""
-
 _log = logging.getLogger("taskstash")
 
 
-class Store(HitCounter):
+class Store(ResultReads, HitCounter):
     """The cache records of one index file, and access to their result files.
 
     Use `open_store` to share one `Store` per index file (and signing key) in a process. A
@@ -85,8 +74,6 @@ class Store(HitCounter):
         CorruptIndexError: The index file is damaged (see `rebuild_index`).
     """
 
-    large_result_bytes: int = LARGE_RESULT_BYTES
-
     def __init__(
         self, index_path: str | os.PathLike[str], signing_key: bytes | None = None
     ) -> None:
@@ -97,8 +84,7 @@ class Store(HitCounter):
         """The most the index may hold (`TASKSTASH_MAX_SIZE`); each save evicts least recently
         used records beyond it. None for no limit."""
         self._warned: set[tuple[str, str]] = set()
-        self.memory: MemoryLayer[Fetched] = MemoryLayer()
-        """Payloads of this process's recent hits and saves (see `fetch(remember=True)`)."""
+        self.memory = MemoryLayer()
         super().__init__()
 
     def __repr__(self) -> str:
@@ -117,173 +103,6 @@ class Store(HitCounter):
             The record, or None.
         """
         return self.index.get(key, now)
-
-    def fetch(
-        self, key: str, now: float, storage: ResultStorage, *, remember: bool = False
-    ) -> Fetched | None:
-        """The hit path: the live record's payload, serializer name and expiry time, or None.
-
-        One narrow indexed SELECT and one read of the result file, verified against the
-        checksum the index holds (and the signature, with a signing key). Anything unusual
-        (another storage, a damaged or replaced file) goes through `lookup` and `load`, which
-        explain and warn. A result file larger than `large_result_bytes` comes back as an open
-        file (see `open_payload`), to be deserialized with `load_value` (which closes it).
-
-        With `remember`, a payload this process fetched or saved (with `remember`) before is
-        answered from the memory layer, with no index or file access; payloads fetched are kept
-        there. It holds payloads, not values: a hit from it is deserialized like any other.
-
-        Args:
-            key: The cache key.
-            now: The current time, Unix seconds.
-            storage: The task's storage.
-            remember: Use and fill the memory layer.
-
-        Raises:
-            CorruptIndexError: The index file is damaged.
-        """
-        if remember:
-            kept = self.memory.get(key, now)
-            if kept is not MISSING:
-                return kept  # type: ignore[return-value]
-        fetched = self._fetch(key, now, storage)
-        if remember and fetched is not None and isinstance(fetched[0], memoryview):
-            self.memory.put(key, fetched, fetched[2], fetched[0].nbytes)
-        return fetched
-
-    def _fetch(self, key: str, now: float, storage: ResultStorage) -> Fetched | None:
-        hit = self.index.get_hit(key, now)
-        if hit is None:
-            return None
-        url, location, checksum, serializer, expires_at, size = hit
-        if url == storage.url and size <= self.large_result_bytes:
-            try:
-                data = storage.read(location)
-            except Exception:
-                data = None
-            if data is not None:
-                payload = payload_if_checksum(data, checksum)
-                if payload is not None and (
-                    self.signing_key is None or signed_for_key(self.signing_key, data, payload, key)
-                ):
-                    return payload, serializer, expires_at
-        record = self.index.get(key, now)
-        if record is None:
-            return None
-        found: Payload | None
-        if record.size_bytes > self.large_result_bytes:
-            found = self.open_payload(record, storage)
-        else:
-            found = self.load(record, storage)
-        return None if found is None else (found, record.serializer, record.expires_at)
-
-    def load(self, record: Record, storage: ResultStorage) -> memoryview | None:
-        """Reads and verifies the result file of `record`: one read, no index access.
-
-        The file is looked for in the storage the record names (`record.storage`), which is
-        `storage` unless the task's storage changed since. A row naming a storage this process
-        was not configured with, or an invalid location, is refused (see `locate`): whoever
-        can write the index must not make this process read files elsewhere.
-
-        The file is accepted if its payload matches the checksum in the index (the common case,
-        checked without parsing the header: the payload is then exactly the one recorded for
-        this key), or else if the file is intact and its header names the same key (a
-        concurrent writer replaced it after this row was committed: an equally valid result).
-        With a signing key, it must also be signed with it.
-
-        Args:
-            record: From `lookup`.
-            storage: The task's storage.
-
-        Returns:
-            The payload, or None if the file is missing, damaged, unsigned, holds another
-            key's result or is refused (logged as one warning per file until it is saved
-            again).
-        """
-        try:
-            storage, location = locate(record.storage, record.location, storage)
-            data = storage.read(location)
-            if data is None:
-                raise Refused(_MISSING)
-            payload = payload_if_checksum(data, record.checksum)
-            if payload is None:
-                header, payload = split_result(data)
-                if header["key"] != record.key:
-                    raise Refused(f"holds the result of another key ({header['key']})")
-            if self.signing_key is not None and not signed_for_key(
-                self.signing_key, data, payload, record.key
-            ):
-                header, _ = split_result(data)
-                if header["key"] != record.key:
-                    raise Refused(f"holds the result of another key ({header['key']})")
-                raise Refused(UNSIGNED)
-            return payload
-        except Exception as exc:
-            if (
-                isinstance(exc, Refused)
-                and str(exc) == _MISSING
-                and not self._lost(record, storage)
-            ):
-                return None  # evicted (and maybe saved again) while we read: a plain miss
-            self._warn_once(record, _problem(exc))
-        return None
-
-    def _lost(self, record: Record, storage: ResultStorage) -> bool:
-        """Whether the index points at `record`'s file although the file is gone.
-
-        An eviction unlinks a file just before its transaction commits, and a save may record
-        the key again right after; a reader that found the file missing cannot tell those
-        from damage. Under the write lock, no such commit can be in flight, so the row and
-        the file can be checked together.
-        """
-        with self.index.transaction() as conn:
-            row = conn.execute(_SELECT_WHERE, (record.key,)).fetchone()
-            if row is None or tuple(row) != (record.storage, record.location):
-                return False
-            try:
-                return storage.read(record.location) is None
-            except OSError:
-                return True
-
-    def open_payload(self, record: Record, storage: ResultStorage) -> BinaryIO | None:
-        """The payload of `record` as a checked file, for results too large to hold twice.
-
-        Like `load`, but the file is read in chunks to check it (see
-        `taskstash.store.streams.open_verified`), then handed out positioned at the payload's
-        start, for a serializer's `load(file)`. The caller closes it.
-
-        Args:
-            record: From `lookup`.
-            storage: The task's storage.
-
-        Returns:
-            The open file, or None as `load` (warned once per file).
-        """
-        try:
-            storage, location = locate(record.storage, record.location, storage)
-            return open_verified(
-                storage,
-                location,
-                key=record.key,
-                checksum=record.checksum,
-                signing_key=self.signing_key,
-            )
-        except Exception as exc:
-            self._warn_once(record, _problem(exc))
-        return None
-
-    def _warn_once(self, record: Record, problem: str) -> None:
-        where = (record.storage, record.location)
-        if where in self._warned:
-            return
-        self._warned.add(where)
-        _log.warning(
-            "Cached result of task %r (key %s) at %s %s; it will be recomputed",
-            record.task_name,
-            record.key,
-            _describe(record.storage, record.location),
-            problem,
-        )
 
     def save(
         self,
@@ -394,7 +213,7 @@ class Store(HitCounter):
             components=components,
             parameters=parameters,
         )
-        copy = _PayloadCopy(self.large_result_bytes if remember else -1)
+        copy = CopyingSink(self.large_result_bytes if remember else -1)
         write = partial(_dump_copied, serializer, value, copy)
         header, size = write_streamed(
             storage, location, draft, write, self.signing_key, self.max_bytes
@@ -420,7 +239,7 @@ class Store(HitCounter):
         old_known = False
         try:
             with self.index.transaction() as conn:
-                old = conn.execute(_SELECT_WHERE, (record.key,)).fetchone()
+                old = conn.execute(SELECT_WHERE, (record.key,)).fetchone()
                 old_known = True
                 # Under the write lock, record the file that is at `location` now. A concurrent
                 # eviction may have removed ours, and a concurrent writer of the same key may
@@ -456,7 +275,7 @@ class Store(HitCounter):
     def _where(self, key: str) -> tuple[str, str] | None:
         try:
             row: tuple[str, str] | None = (
-                self.index.connection().execute(_SELECT_WHERE, (key,)).fetchone()
+                self.index.connection().execute(SELECT_WHERE, (key,)).fetchone()
             )
         except Exception:
             return None
@@ -493,51 +312,6 @@ class Store(HitCounter):
         self.index.close()
 
 
-_SELECT_WHERE: Final = "SELECT storage, location FROM records WHERE key = ?"
-
-
-class _PayloadCopy:
-    """Passes a payload on to its sink and keeps a copy of it, up to `limit` bytes."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self._parts: list[bytes] | None = [] if limit >= 0 else None
-        self._size = 0
-        self.sink: PayloadSink | None = None
-
-    def wrap(self, sink: PayloadSink) -> PayloadSink | _PayloadCopy:
-        """What the serializer writes to: `sink` itself when nothing is to be kept."""
-        if self._parts is None:
-            return sink
-        self.sink = sink
-        return self
-
-    def write(self, data: bytes | bytearray | memoryview) -> int:
-        assert self.sink is not None
-        written = self.sink.write(data)
-        parts = self._parts
-        if parts is not None:
-            self._size += memoryview(data).nbytes
-            if self._size > self.limit:
-                self._parts = None  # too large to keep: the file is the only copy
-            else:
-                parts.append(bytes(data))
-        return written
-
-    def payload(self) -> memoryview | None:
-        """The whole payload, if it was kept."""
-        return None if self._parts is None else memoryview(b"".join(self._parts))
-
-
-def _dump_copied(
-    serializer: Serializer, value: object, copy: _PayloadCopy, sink: PayloadSink
-) -> None:
-    dump_value(serializer, value, copy.wrap(sink))
-
-
-_MISSING: Final = "is missing"
-
-
 def _present(storage: ResultStorage, location: str, key: str) -> Record | None:
     """The record of the result file of `key` now at `location`, if there is a sound one."""
     try:
@@ -547,23 +321,14 @@ def _present(storage: ResultStorage, location: str, key: str) -> Record | None:
     return found if found is not None and found.key == key else None
 
 
-def _describe(url: str, location: str) -> str:
-    return f"{url.rstrip('/')}/{location}"
-
-
 def _delete_quietly(storage: ResultStorage, location: str) -> None:
     try:
         storage.delete(location)
     except Exception as exc:  # an orphan file is harmless; verify --fix removes it
-        _log.debug("could not delete %s: %s", _describe(storage.url, location), exc)
+        _log.debug("could not delete %s: %s", describe(storage.url, location), exc)
 
 
-def _problem(exc: Exception) -> str:
-    """What a warning says about a result file that could not be used."""
-    if isinstance(exc, Refused):
-        return str(exc)
-    if isinstance(exc, ValueError):
-        return f"is refused: {exc}"
-    if isinstance(exc, CorruptResultError):
-        return f"is damaged: {exc}"
-    return f"cannot be read: {type(exc).__name__}: {exc}"  # whatever the filesystem says
+def _dump_copied(
+    serializer: Serializer, value: object, copy: CopyingSink, sink: PayloadSink
+) -> None:
+    dump_value(serializer, value, copy.wrap(sink))

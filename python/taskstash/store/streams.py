@@ -41,7 +41,7 @@ from taskstash.store.signing import (
 if TYPE_CHECKING:
     import hmac
 
-__all__ = ["UNSIGNED", "PayloadSink", "Refused", "open_verified", "write_streamed"]
+__all__ = ["UNSIGNED", "CopyingSink", "PayloadSink", "Refused", "open_verified", "write_streamed"]
 
 _CHUNK: Final = 8 << 20
 
@@ -110,6 +110,44 @@ class PayloadSink:
     def checksum(self) -> str:
         """XXH3-128 hex of everything written."""
         return self._hasher.hexdigest()
+
+
+class CopyingSink:
+    """Passes a payload on to its sink and keeps a copy of it, up to `limit` bytes.
+
+    For the memory layer: a small result's payload is kept as it is written, not read back. A
+    negative `limit` keeps nothing (`wrap` then hands out the sink itself).
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._parts: list[bytes] | None = [] if limit >= 0 else None
+        self._size = 0
+        self.sink: PayloadSink | None = None
+
+    def wrap(self, sink: PayloadSink) -> PayloadSink | CopyingSink:
+        """What the serializer writes to: `sink` itself when nothing is to be kept."""
+        if self._parts is None:
+            return sink
+        self.sink = sink
+        return self
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        """Writes `data` to the sink, and keeps a copy while the payload is within the limit."""
+        assert self.sink is not None
+        written = self.sink.write(data)
+        parts = self._parts
+        if parts is not None:
+            self._size += memoryview(data).nbytes
+            if self._size > self.limit:
+                self._parts = None  # too large to keep: the file is the only copy
+            else:
+                parts.append(bytes(data))
+        return written
+
+    def payload(self) -> memoryview | None:
+        """The whole payload, if it was kept."""
+        return None if self._parts is None else memoryview(b"".join(self._parts))
 
 
 def reserved_header_size(draft: ResultHeader, *, signed: bool) -> int:
