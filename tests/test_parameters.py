@@ -97,3 +97,16 @@ def test_an_index_of_schema_3_gains_the_column(tmp_path: Path) -> None:
     assert columns[-1] == "parameters"
     readable = Index(path).connection().execute("SELECT parameters FROM records_readable")
     assert readable.fetchall() == []
+
+
+def test_large_dicts_and_sets_are_not_sorted_to_show_a_few_members() -> None:
+    # Sorting a million keys to show four would cost far more than the call's other work:
+    # large containers show their first members in their own order, small ones sorted.
+    large = {f"k{i:07d}": i for i in reversed(range(100_000))}
+    assert render_parameters({"d": large}) == (
+        "d={'k0099999': 99999, 'k0099998': 99998, 'k0099997': 99997, 'k0099996': 99996, ...}"
+    )
+    assert render_parameters({"d": {"b": 2, "a": 1}, "s": {3, 1, 2}}) == (
+        "d={'a': 1, 'b': 2}, s={1, 2, 3}"
+    )
+    assert render_parameters({"s": frozenset(), "t": set()}) == "s=frozenset(), t=set()"

@@ -11,6 +11,7 @@ could be slow, fail, or print what should not be printed. The whole text is cut 
 from __future__ import annotations
 
 import enum
+import itertools
 import pathlib
 import reprlib
 from collections.abc import Mapping
@@ -36,6 +37,40 @@ class _Short(reprlib.Repr):
         self.maxlong = 30
         self.maxother = 40
 
+    # reprlib sorts a whole dict or set to show its first few members: a call with a dict of a
+    # million keys would pay for the sort. Sort small ones only (for a stable text); show big
+    # ones in their own order.
+    def repr_dict(self, x: dict[Any, Any], level: int) -> str:
+        if not x:
+            return "{}"
+        if level <= 0:
+            return "{" + self.fillvalue + "}"
+        pieces = [
+            f"{self.repr1(key, level - 1)}: {self.repr1(x[key], level - 1)}"
+            for key in itertools.islice(_few_sorted(x), self.maxdict)
+        ]
+        if len(x) > self.maxdict:
+            pieces.append(self.fillvalue)
+        return "{" + ", ".join(pieces) + "}"
+
+    def repr_set(self, x: set[Any], level: int) -> str:
+        return self._members(x, level, "set()", "{", "}", self.maxset)
+
+    def repr_frozenset(self, x: frozenset[Any], level: int) -> str:
+        return self._members(x, level, "frozenset()", "frozenset({", "})", self.maxfrozenset)
+
+    def _members(
+        self, x: set[Any] | frozenset[Any], level: int, empty: str, left: str, right: str, most: int
+    ) -> str:
+        if not x:
+            return empty
+        if level <= 0:
+            return left + self.fillvalue + right
+        pieces = [self.repr1(m, level - 1) for m in itertools.islice(_few_sorted(x), most)]
+        if len(x) > most:
+            pieces.append(self.fillvalue)
+        return left + ", ".join(pieces) + right
+
     def repr1(self, x: Any, level: int) -> str:
         if type(x) in _PLAIN or type(x) in _CONTAINERS:
             return super().repr1(x, level)
@@ -44,6 +79,16 @@ class _Short(reprlib.Repr):
         if isinstance(x, enum.Enum):
             return f"{type(x).__name__}.{x.name}"
         return _by_type(x)
+
+
+def _few_sorted(members: dict[Any, Any] | set[Any] | frozenset[Any]) -> list[Any]:
+    """The members sorted if there are few and they sort; else in their own order."""
+    if len(members) <= 64:
+        try:
+            return sorted(members)
+        except TypeError:
+            pass
+    return list(itertools.islice(members, 64))
 
 
 def _by_type(value: object) -> str:
