@@ -3,23 +3,33 @@
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import os
+import pickle
 import signal
 import subprocess
 import sys
 import textwrap
 import threading
 import time
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import cloudpickle
 import pytest
 
 from taskstash import LockCycleError, settings, task
 from taskstash.cache_policies import INPUTS, CacheKeyFnPolicy
 from taskstash.locking import LockManager, MemoryLockManager, SQLiteLockManager
+
+
+@pytest.fixture
+def key() -> str:
+    """A key no other test uses: the memory manager's table is shared by the whole process."""
+    return f"k-{uuid.uuid4()}"
 
 
 @pytest.fixture(params=["memory", "sqlite"])
@@ -32,62 +42,62 @@ def manager(request: pytest.FixtureRequest, tmp_path: Path) -> LockManager:
 # the contract ----------------------------------------------------------------------------------
 
 
-def test_acquire_release_and_queries(manager: LockManager) -> None:
-    assert not manager.is_locked("k")
-    assert manager.acquire_lock("k", "alice")
-    assert manager.is_locked("k")
-    assert manager.is_lock_holder("k", "alice")
-    assert not manager.is_lock_holder("k", "bob")
-    manager.release_lock("k", "alice")
-    assert not manager.is_locked("k")
+def test_acquire_release_and_queries(manager: LockManager, key: str) -> None:
+    assert not manager.is_locked(key)
+    assert manager.acquire_lock(key, "alice")
+    assert manager.is_locked(key)
+    assert manager.is_lock_holder(key, "alice")
+    assert not manager.is_lock_holder(key, "bob")
+    manager.release_lock(key, "alice")
+    assert not manager.is_locked(key)
 
 
-def test_the_holder_may_acquire_again(manager: LockManager) -> None:
-    assert manager.acquire_lock("k", "alice")
-    assert manager.acquire_lock("k", "alice", acquire_timeout=0)
+def test_the_holder_may_acquire_again(manager: LockManager, key: str) -> None:
+    assert manager.acquire_lock(key, "alice")
+    assert manager.acquire_lock(key, "alice", acquire_timeout=0)
 
 
-def test_another_holder_waits_until_the_timeout(manager: LockManager) -> None:
-    assert manager.acquire_lock("k", "alice")
+def test_another_holder_waits_until_the_timeout(manager: LockManager, key: str) -> None:
+    assert manager.acquire_lock(key, "alice")
     started = time.monotonic()
-    assert not manager.acquire_lock("k", "bob", acquire_timeout=0.2)
+    assert not manager.acquire_lock(key, "bob", acquire_timeout=0.2)
     assert time.monotonic() - started >= 0.2
-    assert not manager.acquire_lock("k", "bob", acquire_timeout=0)
-    assert manager.acquire_lock("other-key", "bob", acquire_timeout=0)
+    assert not manager.acquire_lock(key, "bob", acquire_timeout=0)
+    assert manager.acquire_lock(key + "-other", "bob", acquire_timeout=0)
 
 
-def test_releasing_a_lock_one_does_not_hold_raises(manager: LockManager) -> None:
+def test_releasing_a_lock_one_does_not_hold_raises(manager: LockManager, key: str) -> None:
     with pytest.raises(ValueError, match="does not hold it"):
-        manager.release_lock("k", "alice")
-    manager.acquire_lock("k", "alice")
+        manager.release_lock(key, "alice")
+    manager.acquire_lock(key, "alice")
     with pytest.raises(ValueError, match="does not hold it"):
-        manager.release_lock("k", "bob")
-    assert manager.is_lock_holder("k", "alice")
+        manager.release_lock(key, "bob")
+    assert manager.is_lock_holder(key, "alice")
 
 
-def test_a_lease_frees_the_lock(manager: LockManager) -> None:
-    assert manager.acquire_lock("k", "alice", hold_timeout=0.2)
-    assert not manager.acquire_lock("k", "bob", acquire_timeout=0)
-    assert manager.acquire_lock("k", "bob", acquire_timeout=2)
-    assert manager.is_lock_holder("k", "bob")
+def test_a_lease_frees_the_lock(manager: LockManager, key: str) -> None:
+    assert manager.acquire_lock(key, "alice", hold_timeout=0.2)
+    assert not manager.acquire_lock(key, "bob", acquire_timeout=0)
+    assert manager.acquire_lock(key, "bob", acquire_timeout=2)
+    assert manager.is_lock_holder(key, "bob")
     with pytest.raises(ValueError, match="does not hold it"):
-        manager.release_lock("k", "alice")
+        manager.release_lock(key, "alice")
 
 
-def test_a_waiter_gets_the_lock_when_it_is_released(manager: LockManager) -> None:
-    manager.acquire_lock("k", "alice")
-    releaser = threading.Timer(0.2, manager.release_lock, args=("k", "alice"))
+def test_a_waiter_gets_the_lock_when_it_is_released(manager: LockManager, key: str) -> None:
+    manager.acquire_lock(key, "alice")
+    releaser = threading.Timer(0.2, manager.release_lock, args=(key, "alice"))
     releaser.start()
     try:
-        assert manager.wait_for_lock("k", timeout=5)
-        assert manager.acquire_lock("k", "bob", acquire_timeout=5)
+        assert manager.wait_for_lock(key, timeout=5)
+        assert manager.acquire_lock(key, "bob", acquire_timeout=5)
     finally:
         releaser.join()
-    assert not manager.wait_for_lock("k", timeout=0.1)
+    assert not manager.wait_for_lock(key, timeout=0.1)
 
 
-def test_async_waiters_do_not_block_the_event_loop(manager: LockManager) -> None:
-    manager.acquire_lock("k", "alice")
+def test_async_waiters_do_not_block_the_event_loop(manager: LockManager, key: str) -> None:
+    manager.acquire_lock(key, "alice")
     ticks: list[float] = []
 
     async def ticker() -> None:
@@ -96,10 +106,10 @@ def test_async_waiters_do_not_block_the_event_loop(manager: LockManager) -> None
             await asyncio.sleep(0.02)
 
     async def main() -> bool:
-        releaser = asyncio.get_running_loop().call_later(0.15, manager.release_lock, "k", "alice")
+        releaser = asyncio.get_running_loop().call_later(0.15, manager.release_lock, key, "alice")
         try:
             got, _ = await asyncio.gather(
-                manager.aacquire_lock("k", "bob", acquire_timeout=5), ticker()
+                manager.aacquire_lock(key, "bob", acquire_timeout=5), ticker()
             )
         finally:
             releaser.cancel()
@@ -107,7 +117,92 @@ def test_async_waiters_do_not_block_the_event_loop(manager: LockManager) -> None
 
     assert asyncio.run(main())
     assert len(ticks) == 5
-    assert asyncio.run(manager.await_for_lock("k", timeout=0.05)) is False
+    assert asyncio.run(manager.await_for_lock(key, timeout=0.05)) is False
+
+
+# one lock table per process; managers that travel ----------------------------------------------
+
+
+def test_memory_lock_managers_of_one_process_are_one() -> None:
+    assert MemoryLockManager() is MemoryLockManager()
+
+
+def test_memory_locks_are_seen_by_every_instance(key: str) -> None:
+    assert MemoryLockManager().acquire_lock(key, "alice")
+    assert MemoryLockManager().is_lock_holder(key, "alice")
+    assert not MemoryLockManager().acquire_lock(key, "bob", acquire_timeout=0)
+    MemoryLockManager().release_lock(key, "alice")
+
+
+@pytest.mark.parametrize("dumps", [pickle.dumps, cloudpickle.dumps])
+def test_a_policy_with_a_memory_lock_manager_pickles_and_shares_its_locks(
+    key: str, dumps: Callable[[object], bytes]
+) -> None:
+    policy = INPUTS.configure(lock_manager=MemoryLockManager(), isolation_level="SERIALIZABLE")
+    assert policy.lock_manager.acquire_lock(key, "alice")
+    loaded = pickle.loads(dumps(policy))
+    assert loaded == policy
+    assert loaded.lock_manager is MemoryLockManager()
+    assert loaded.lock_manager.is_lock_holder(key, "alice")
+    loaded.lock_manager.release_lock(key, "alice")
+    assert not policy.lock_manager.is_locked(key)
+
+
+def test_a_policy_with_an_sqlite_lock_manager_pickles_by_its_path(tmp_path: Path, key: str) -> None:
+    policy = INPUTS.configure(
+        lock_manager=SQLiteLockManager(tmp_path / "index.db"), isolation_level="SERIALIZABLE"
+    )
+    assert policy.lock_manager.acquire_lock(key, "alice")
+    loaded = pickle.loads(cloudpickle.dumps(policy))
+    assert isinstance(loaded.lock_manager, SQLiteLockManager)
+    assert loaded.lock_manager.index.path == str(tmp_path / "index.db")
+    assert loaded.lock_manager.is_lock_holder(key, "alice")
+    assert not loaded.lock_manager.acquire_lock(key, "bob", acquire_timeout=0)
+
+
+LOADS_IN_A_NEW_PROCESS = """
+import pickle, sys
+manager = pickle.loads(sys.stdin.buffer.read())
+print(type(manager).__name__, manager.is_locked(sys.argv[1]))
+"""
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_a_manager_loaded_in_another_process(tmp_path: Path, key: str, kind: str) -> None:
+    # The memory table is the process's own (none of its holders live elsewhere); the SQLite
+    # one is the file's, shared by every process that opens it.
+    manager: LockManager = (
+        MemoryLockManager() if kind == "memory" else SQLiteLockManager(tmp_path / "index.db")
+    )
+    assert manager.acquire_lock(key, "alice")
+    try:
+        child = subprocess.run(
+            [sys.executable, "-c", LOADS_IN_A_NEW_PROCESS, key],
+            input=pickle.dumps(manager),
+            capture_output=True,
+            check=True,
+        )
+    finally:
+        manager.release_lock(key, "alice")
+    locked = kind == "sqlite"
+    assert child.stdout.decode().split() == [type(manager).__name__, str(locked)]
+
+
+def test_a_forked_child_starts_with_no_memory_locks(key: str) -> None:
+    # Its threads are new: none holds a lock taken by a thread of the parent.
+    manager = MemoryLockManager()
+    assert manager.acquire_lock(key, "alice")
+    try:
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as pool:
+            assert pool.submit(_locked_here, key).result() is False
+    finally:
+        manager.release_lock(key, "alice")
+
+
+def _locked_here(key: str) -> bool:
+    manager = MemoryLockManager()
+    free = manager.acquire_lock(key, "child", acquire_timeout=0)
+    return not free
 
 
 # holders that die ------------------------------------------------------------------------------

@@ -18,9 +18,11 @@ Every manager keeps one contract:
 - `aacquire_lock` and `await_for_lock` are the same for `async def` code, without blocking the
   event loop.
 
-`MemoryLockManager` serialises threads of one process. `SQLiteLockManager` serialises processes
-on one machine through a table of the cache index; a holder whose process is gone (killed,
-crashed) is noticed at once, and leases cover the rest.
+`MemoryLockManager` serialises threads of one process (there is one per process).
+`SQLiteLockManager` serialises processes on one machine through a table of the cache index; a
+holder whose process is gone (killed, crashed) is noticed at once, and leases cover the rest.
+Both pickle (policies holding them travel to workers): the memory manager as the loading
+process's own, the SQLite one by the path of its index.
 """
 
 from __future__ import annotations
@@ -152,11 +154,35 @@ def _lease_end(hold_timeout: float | None) -> float | None:
 
 
 class MemoryLockManager(LockManager):
-    """Locks for the threads of one process."""
+    """Locks for the threads of one process.
 
-    def __init__(self) -> None:
-        self._leases: dict[str, tuple[str, float | None]] = {}  # key -> (holder, lease end)
+    There is one per process, as in Prefect: `MemoryLockManager()` always returns it, so every
+    policy configured with one serialises against every other. It pickles by reference: loaded
+    in the same process, it is that same manager; in another process, that process's own.
+    A forked child starts with no locks, since none of the parent's threads lives in it.
+    """
+
+    _leases: dict[str, tuple[str, float | None]]  # key -> (holder, lease end)
+    _changed: threading.Condition
+
+    def __new__(cls) -> MemoryLockManager:
+        """The process's memory lock manager, created on first use."""
+        global _memory_manager
+        with _creating:
+            if _memory_manager is None:
+                manager = super().__new__(cls)
+                manager._reset()
+                _memory_manager = manager
+            return _memory_manager
+
+    def _reset(self) -> None:
+        self._leases = {}
+        # A fresh mutex too: in a forked child, the parent's may have been held by a thread
+        # that does not exist there.
         self._changed = threading.Condition()
+
+    def __reduce__(self) -> tuple[type[MemoryLockManager], tuple[()]]:
+        return (MemoryLockManager, ())
 
     def _live(self, key: str) -> tuple[str, float | None] | None:
         lease = self._leases.get(key)
@@ -203,6 +229,20 @@ class MemoryLockManager(LockManager):
         with self._changed:
             lease = self._live(key)
             return lease is not None and lease[0] == holder
+
+
+_creating = threading.Lock()
+_memory_manager: MemoryLockManager | None = None
+
+
+def _forget_memory_locks() -> None:
+    global _creating
+    _creating = threading.Lock()  # in case a parent thread was creating the manager
+    if _memory_manager is not None:
+        _memory_manager._reset()
+
+
+os.register_at_fork(after_in_child=_forget_memory_locks)
 
 
 @dataclass(frozen=True)
@@ -255,6 +295,10 @@ class SQLiteLockManager(LockManager):
         self.index = Index(Path(index_path))
         self._me: _Holder | None = None
         self._me_pid = -1
+
+    def __reduce__(self) -> tuple[type[SQLiteLockManager], tuple[str]]:
+        # By its path: the locks live in the file, which every process opens for itself.
+        return (SQLiteLockManager, (self.index.path,))
 
     def _myself(self) -> _Holder:
         pid = os.getpid()
