@@ -40,7 +40,7 @@ from taskstash.cache_policies import INPUTS
 
 ran = []
 
-@task(cache_policy=INPUTS, cache_result_in_memory=False)
+@task(cache_policy=INPUTS, cache_result_in_memory=False, result_serializer=sys.argv[2])
 def big(size: int) -> np.ndarray:
     ran.append(size)
     array = np.full(size, 7, dtype=np.uint8)
@@ -57,9 +57,9 @@ print(json.dumps({
 """
 
 
-def run_child(size: int) -> dict[str, object]:
+def run_child(size: int, serializer: str) -> dict[str, object]:
     result = subprocess.run(
-        [sys.executable, "-c", CHILD, str(size)],
+        [sys.executable, "-c", CHILD, str(size), serializer],
         capture_output=True,
         text=True,
         timeout=120,
@@ -71,13 +71,14 @@ def run_child(size: int) -> dict[str, object]:
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.parametrize("serializer", ["cloudpickle", "compressed/cloudpickle"])
 def test_a_1_gib_array_is_stored_and_loaded_in_about_one_copy_of_memory(
-    taskstash_home: Path,
+    taskstash_home: Path, serializer: str
 ) -> None:
     expected_sum = 7 * GIB - 4 * (GIB // 4096)
     try:
-        written = run_child(GIB)
-        loaded = run_child(GIB)
+        written = run_child(GIB, serializer)
+        loaded = run_child(GIB, serializer)
     finally:  # a 1 GiB file should not outlive the test in pytest's kept temporary folders
         shutil.rmtree(taskstash_home / "storage", ignore_errors=True)
     assert written["ran"] is True
@@ -133,7 +134,9 @@ def fetch(store: Store, storage: ResultStorage, serializer: str = "pickle") -> o
     return load_value(resolve_serializer(name), payload)
 
 
-@pytest.mark.parametrize("serializer", ["pickle", "cloudpickle", "json"])
+@pytest.mark.parametrize(
+    "serializer", ["pickle", "cloudpickle", "json", "compressed/pickle", "compressed/json"]
+)
 def test_streamed_results_round_trip_as_files(
     serializer: str, store: Store, storage: ResultStorage
 ) -> None:

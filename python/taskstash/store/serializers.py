@@ -1,8 +1,9 @@
 """Serializers: how a task's return value becomes the payload of a result file and back.
 
 Three are built in, chosen by name: `"cloudpickle"` (the default: functions, lambdas and classes
-defined in `__main__` too), `"pickle"` and `"json"`. Any object with `dumps` and `loads` works as
-well. The serializer's `name` is stored in the index and in each result file's header.
+defined in `__main__` too), `"pickle"` and `"json"`, and each compressed (`"compressed/pickle"`
+and so on; see `CompressedSerializer`). Any object with `dumps` and `loads` works as well. The
+serializer's `name` is stored in the index and in each result file's header.
 
 The built-in serializers also stream: `dump(value, file)` and `load(file)`. pickle's protocol 5
 writes a large buffer (a numpy array's data) to the file as one view of the value's own memory,
@@ -15,12 +16,14 @@ needs only the standard `pickle` module.
 
 from __future__ import annotations
 
+import io
 import json
 import pickle
 import types
 from typing import TYPE_CHECKING, Any, BinaryIO, Final, Protocol
 
 from taskstash.exceptions import SerializationError
+from taskstash.store import compression
 
 if TYPE_CHECKING:
     from _typeshed import SupportsWrite
@@ -28,6 +31,7 @@ if TYPE_CHECKING:
 __all__ = [
     "PICKLE_PROTOCOL",
     "CloudpickleSerializer",
+    "CompressedSerializer",
     "JSONSerializer",
     "PickleSerializer",
     "Serializer",
@@ -276,6 +280,89 @@ class _CustomSerializer:
         return f"<serializer {self.name!r} wrapping {self.wrapped!r}>"
 
 
+class CompressedSerializer:
+    """Another serializer's output, compressed; Prefect's serializer of the same name.
+
+    `"compressed/pickle"`, `"compressed/json"` and `"compressed/cloudpickle"` name this class
+    around the built-in serializers, with the default codec. The codec is not part of the name:
+    every compressed payload starts with its format's magic number and is read back with
+    whichever codec wrote it. Large values stream through both ways, a chunk at a time.
+
+    Args:
+        serializer: The serializer whose output is compressed: a name or an object, as for
+            `resolve_serializer`.
+        compressionlib: `"zstandard"`, `"zlib"`, `"lzma"` or `"bz2"`; None for zstandard if
+            it is installed (`pip install 'taskstash[zstd]'`), else zlib.
+        level: The compression level; None for the codec's fast one (1, or 0 for lzma).
+
+    Raises:
+        ValueError: An unknown codec or serializer name.
+        ModuleNotFoundError: `compressionlib="zstandard"` without zstandard installed.
+    """
+
+    def __init__(
+        self,
+        serializer: str | Serializer | SupportsDumpsLoads = "cloudpickle",
+        compressionlib: str | None = None,
+        level: int | None = None,
+    ) -> None:
+        self.serializer = resolve_serializer(serializer)
+        self.codec = compression.codec_named(compressionlib)
+        self.level = self.codec.fast_level if level is None else level
+        self.name = f"compressed/{self.serializer.name}"
+
+    def dumps(self, value: object) -> bytes:
+        """Serializes `value`, then compresses it.
+
+        Raises:
+            SerializationError: The inner serializer cannot serialize `value`.
+        """
+        compressor = self.codec.compressor(self.level)
+        return compressor.compress(self.serializer.dumps(value)) + compressor.flush()
+
+    def loads(self, data: bytes | memoryview) -> object:
+        """Decompresses `data`, then deserializes it, streaming from one to the other.
+
+        A small payload may hold a large value (an array of zeros), which is read straight
+        into place as from a file, never held decompressed as a whole.
+
+        Raises:
+            SerializationError: `data` cannot be decompressed or deserialized.
+        """
+        return self.load(io.BytesIO(data))
+
+    def dump(self, value: object, file: SupportsWrite[bytes]) -> None:
+        """Serializes `value` into `file` through the compressor, a chunk at a time.
+
+        Raises:
+            SerializationError: `value` cannot be serialized.
+        """
+        writer = compression.CompressingWriter(file, self.codec.compressor(self.level))
+        dump_value(self.serializer, value, writer)
+        writer.close()
+
+    def load(self, file: BinaryIO) -> object:
+        """Deserializes from `file` through the decompressor, a chunk at a time.
+
+        Raises:
+            SerializationError: The rest of `file` cannot be decompressed or deserialized.
+        """
+        try:
+            reader = compression.open_decompressed(file)
+        except Exception as exc:
+            raise self._load_error(exc) from exc
+        return load_value(self.serializer, reader)  # closes the reader, not `file`
+
+    def _load_error(self, exc: Exception) -> SerializationError:
+        return SerializationError(f"cannot decompress the stored result: {exc}")
+
+    def __repr__(self) -> str:
+        return (
+            f"CompressedSerializer(serializer={self.serializer.name!r}, "
+            f"compressionlib={self.codec.name!r}, level={self.level})"
+        )
+
+
 def dump_value(serializer: Serializer, value: object, file: SupportsWrite[bytes]) -> None:
     """Writes `value`, serialized, to `file`: streamed by the serializer's `dump` if it has one.
 
@@ -310,16 +397,19 @@ def load_value(serializer: Serializer, payload: memoryview | BinaryIO) -> object
 _BUILTIN: Final[dict[str, Serializer]] = {
     s.name: s for s in (CloudpickleSerializer(), PickleSerializer(), JSONSerializer())
 }
+_COMPRESSED: Final = "compressed/"
+_BUILTIN_COMPRESSED: dict[str, Serializer] = {}  # made on first use: the default codec is looked up
 
 
 def resolve_serializer(spec: str | Serializer | SupportsDumpsLoads) -> Serializer:
     """The serializer for a task's `result_serializer` option.
 
     Args:
-        spec: `"cloudpickle"`, `"pickle"` or `"json"`; or any object with `dumps(value) -> bytes`
-            and `loads(bytes) -> value` methods (a module such as `pickle` works too). Its name
-            is its `name` attribute if that is a string, else its module's name for a module,
-            else the qualified name of its type.
+        spec: `"cloudpickle"`, `"pickle"` or `"json"`, or one of them compressed
+            (`"compressed/pickle"`...; see `CompressedSerializer`); or any object with
+            `dumps(value) -> bytes` and `loads(bytes) -> value` methods (a module such as
+            `pickle` works too). Its name is its `name` attribute if that is a string, else its
+            module's name for a module, else the qualified name of its type.
 
     Returns:
         A shared built-in serializer, or an adapter around `spec`.
@@ -329,15 +419,20 @@ def resolve_serializer(spec: str | Serializer | SupportsDumpsLoads) -> Serialize
         TypeError: `spec` has no callable `dumps` and `loads`.
     """
     if isinstance(spec, str):
-        try:
-            return _BUILTIN[spec]
-        except KeyError:
-            known = ", ".join(repr(n) for n in _BUILTIN)
-            raise ValueError(
-                f"unknown result serializer {spec!r}; use one of {known} "
-                "or an object with dumps() and loads() methods"
-            ) from None
-    if isinstance(spec, PickleSerializer | JSONSerializer | _CustomSerializer):
+        found = _BUILTIN.get(spec) or _BUILTIN_COMPRESSED.get(spec)
+        if found is not None:
+            return found
+        inner = spec.removeprefix(_COMPRESSED)
+        if inner != spec and inner in _BUILTIN:
+            return _BUILTIN_COMPRESSED.setdefault(spec, CompressedSerializer(inner))
+        known = ", ".join([*map(repr, _BUILTIN), *(repr(_COMPRESSED + n) for n in _BUILTIN)])
+        raise ValueError(
+            f"unknown result serializer {spec!r}; use one of {known} "
+            "or an object with dumps() and loads() methods"
+        )
+    if isinstance(
+        spec, PickleSerializer | JSONSerializer | CompressedSerializer | _CustomSerializer
+    ):
         return spec
     if not (callable(getattr(spec, "dumps", None)) and callable(getattr(spec, "loads", None))):
         raise TypeError(
