@@ -9,6 +9,7 @@ import sys
 import tracemalloc
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pytest
@@ -107,7 +108,7 @@ def test_shorthands(name: str, inner: type) -> None:
 
 @pytest.mark.parametrize("writer", CODECS)
 def test_a_payload_is_read_whatever_codec_wrote_it(writer: str) -> None:
-    value = {"numbers": list(range(500)), "array": np.arange(1000)}
+    value: dict[str, Any] = {"numbers": list(range(500)), "array": np.arange(1000)}
     written = CompressedSerializer("pickle", compressionlib=writer, level=3).dumps(value)
     for reader in (resolve_serializer("compressed/pickle"), CompressedSerializer("pickle", "bz2")):
         loaded = reader.loads(memoryview(written))

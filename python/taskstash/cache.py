@@ -8,6 +8,8 @@
     cache.prune(expired=True)
     cache.prune(keep_newest=3)            # only each task's 3 newest records stay
     cache.verify(fix=True)
+    cache.read(key).result                # a record's value, checked as a hit (and `exists`,
+    cache.write(key, value)               # `write`, `delete`: see `taskstash.cache_results`)
 
 It works on the index and result files only; it never runs a task. The index is opened on first
 use, so that `reindex()` can rebuild one too damaged to open. The `taskstash` command is a front
@@ -25,6 +27,7 @@ from itertools import islice
 from typing import Any
 
 from taskstash import settings
+from taskstash.cache_results import ResultsByKey, StoredResult
 from taskstash.exceptions import CorruptIndexError
 from taskstash.store import (
     Record,
@@ -38,7 +41,7 @@ from taskstash.store.eviction import Removed
 from taskstash.store.index import COLUMNS
 from taskstash.store.verify import Verified, storages_of, verify
 
-__all__ = ["Cache", "Pruned", "TaskStats", "Verified"]
+__all__ = ["Cache", "Pruned", "StoredResult", "TaskStats", "Verified"]
 
 Progress = Callable[[int, int], None]
 """Called as `progress(done, total)` during long operations."""
@@ -84,7 +87,7 @@ class Pruned:
     keys: list[str] = field(default_factory=list)
 
 
-class Cache:
+class Cache(ResultsByKey):
     """One cache: an index file and the storages its records live in.
 
     Args:
