@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from taskstash.context import FlowRun, TaskRun
     from taskstash.tasks import Task
 
-__all__ = ["index_path", "lock_manager", "render_location", "resolve"]
+__all__ = ["index_lock_manager", "index_path", "lock_manager", "render_location", "resolve"]
 
 
 def resolve(
@@ -97,6 +97,11 @@ def lock_manager(task: Task[Any, Any], store: Store) -> LockManager:
     configured: LockManager | None = task.cache_policy.lock_manager
     if configured is not None:
         return configured
+    return index_lock_manager(store)
+
+
+def index_lock_manager(store: Store) -> LockManager:
+    """The lock manager backed by `store`'s index (one per index file in a process)."""
     manager = _default_lock_managers.get(store.index.path)
     if manager is None:
         manager = _default_lock_managers[store.index.path] = SQLiteLockManager(store.index.path)

@@ -12,7 +12,8 @@ import logging
 import sqlite3
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from functools import partial
+from typing import TYPE_CHECKING, Any, Final
 
 from taskstash import settings
 from taskstash.cache_policies import CacheKeyFnPolicy
@@ -41,6 +42,7 @@ from taskstash.states import Cached, Completed, Failed
 from taskstash.store import (
     Payload,
     ResultStorage,
+    Staged,
     Store,
     load_value,
     resolve_serializer,
@@ -54,6 +56,7 @@ from taskstash.task_reports import (
     warn_unhashable,
 )
 from taskstash.tracebacks import without_our_frames
+from taskstash.transactions import IsolationLevel, Transaction, get_transaction
 
 if TYPE_CHECKING:
     from taskstash.tasks import Task
@@ -97,32 +100,28 @@ class _Destination:
 
 def run(task: Task[Any, Any], call: _Call, return_state: bool) -> Any:
     """Runs a sync task's body for a call `start` did not answer from the cache."""
-    if call.lock is None:
-        return _run_body(task, call, return_state)
-    key, holder = _lock_of(call)
-    try:
-        call.lock.acquire_lock(key, holder)
-    except _INDEX_ERRORS as exc:
-        warn_index_unusable(task, exc)
-        return _run_body(task, call, return_state)
-    try:
-        # Whoever held the lock before may have stored the result meanwhile.
-        value = _look_again(call)
+    lock: _Lock | None = None
+    if call.lock is not None:
+        lock, value = _take_lock(call)
         if value is not MISSING:
             return Cached(value) if return_state else value
-        with holding_lock(key, call.task_run.name):
-            return _run_body(task, call, return_state)
-    finally:
-        _release(call, key, holder)
-
-
-def _run_body(task: Task[Any, Any], call: _Call, return_state: bool) -> Any:
+        if lock is None:
+            call.lock = None  # no lock to take (see `_take_lock`): run as READ_COMMITTED
+    txn = _open_transaction(call, lock)
     started = time.perf_counter()
     try:
-        value = task.fn(*call.args, **call.kwargs)
+        if lock is None:
+            value = task.fn(*call.args, **call.kwargs)
+        else:
+            with holding_lock(lock[1], call.task_run.name):
+                value = task.fn(*call.args, **call.kwargs)
     except Exception as exc:
+        txn.__exit__(type(exc), exc, exc.__traceback__)
         return _failed(call, exc, return_state)
-    return _completed(call, value, time.perf_counter() - started, return_state)
+    except BaseException as exc:
+        txn.__exit__(type(exc), exc, exc.__traceback__)
+        raise
+    return _completed(call, txn, value, time.perf_counter() - started, return_state)
 
 
 async def run_async(
@@ -143,31 +142,105 @@ async def _run_async(
     hit, call = start(task, args, kwargs)
     if hit:
         return Cached(call) if return_state else call
-    if call.lock is None:
-        return await _run_async_body(task, call, return_state)
+    lock: _Lock | None = None
+    if call.lock is not None:
+        lock, value = await _take_lock_async(call)
+        if value is not MISSING:
+            return Cached(value) if return_state else value
+        if lock is None:
+            call.lock = None
+    txn = _open_transaction(call, lock)
+    started = time.perf_counter()
+    try:
+        if lock is None:
+            value = await task.fn(*call.args, **call.kwargs)
+        else:
+            with holding_lock(lock[1], call.task_run.name):
+                value = await task.fn(*call.args, **call.kwargs)
+    except Exception as exc:
+        txn.__exit__(type(exc), exc, exc.__traceback__)
+        return _failed(call, exc, return_state)
+    except BaseException as exc:
+        txn.__exit__(type(exc), exc, exc.__traceback__)
+        raise
+    return _completed(call, txn, value, time.perf_counter() - started, return_state)
+
+
+_LEVELS: Final = {level.value: level for level in IsolationLevel}
+
+_Lock = tuple[LockManager, str, str]
+"""A SERIALIZABLE call's lock: its manager, the key and the holder."""
+
+
+def _take_lock(call: _Call) -> tuple[_Lock | None, object]:
+    """Takes a SERIALIZABLE call's lock.
+
+    Returns `(lock, MISSING)`; `(None, value)` if the holder before stored the result
+    meanwhile; `(None, MISSING)` if no lock is to be taken: a transaction the call is part of
+    holds it already, or the index cannot take locks.
+
+    Raises:
+        LockCycleError: A task run this call is made inside holds the key's lock.
+    """
+    assert call.lock is not None
     key, holder = _lock_of(call)
+    outer = get_transaction()
+    if outer is not None and outer.locks(key):
+        return None, MISSING  # an earlier call of this transaction staged the key
+    try:
+        call.lock.acquire_lock(key, holder)
+    except _INDEX_ERRORS as exc:
+        warn_index_unusable(call.task, exc)
+        return None, MISSING
+    return _after_locking(call, key, holder)
+
+
+async def _take_lock_async(call: _Call) -> tuple[_Lock | None, object]:
+    """`_take_lock` for an async task: waits for the lock without blocking the event loop."""
+    assert call.lock is not None
+    key, holder = _lock_of(call)
+    outer = get_transaction()
+    if outer is not None and outer.locks(key):
+        return None, MISSING
     try:
         await call.lock.aacquire_lock(key, holder)
     except _INDEX_ERRORS as exc:
-        warn_index_unusable(task, exc)
-        return await _run_async_body(task, call, return_state)
+        warn_index_unusable(call.task, exc)
+        return None, MISSING
+    return _after_locking(call, key, holder)
+
+
+def _after_locking(call: _Call, key: str, holder: str) -> tuple[_Lock | None, object]:
+    assert call.lock is not None
     try:
+        # Whoever held the lock before may have stored the result meanwhile.
         value = _look_again(call)
-        if value is not MISSING:
-            return Cached(value) if return_state else value
-        with holding_lock(key, call.task_run.name):
-            return await _run_async_body(task, call, return_state)
-    finally:
+    except BaseException:
         _release(call, key, holder)
+        raise
+    if value is not MISSING:
+        _release(call, key, holder)
+        return None, value
+    return (call.lock, key, holder), MISSING
 
 
-async def _run_async_body(task: Task[Any, Any], call: _Call, return_state: bool) -> Any:
-    started = time.perf_counter()
-    try:
-        value = await task.fn(*call.args, **call.kwargs)
-    except Exception as exc:
-        return _failed(call, exc, return_state)
-    return _completed(call, value, time.perf_counter() - started, return_state)
+def _open_transaction(call: _Call, lock: _Lock | None) -> Transaction:
+    """The call's own transaction, opened (nested in the current one, if any).
+
+    It holds the call's SERIALIZABLE lock, if any, until it commits or rolls back.
+    """
+    task = call.task
+    record = call.record
+    level = task.cache_policy.isolation_level
+    txn = Transaction(
+        key=record.key if record is not None else None,
+        isolation_level=None if level is None else _LEVELS[level],
+    )
+    txn.on_write_error = partial(_not_saved, task)
+    txn.__enter__()
+    if lock is not None:
+        txn.hold_lock(*lock)
+    return txn
 
 
 def _release(call: _Call, key: str, holder: str) -> None:
@@ -249,7 +322,12 @@ def start(task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -
     call = _Call(task, args, kwargs, parameters, flow_run, task_run, None, refresh)
     location = render_location(task, key, parameters, task_run, flow_run)
     call.record = _Destination(key, dict(components), store, storage, location)
-    if task.cache_policy.isolation_level == "SERIALIZABLE":
+    isolation: str | None = task.cache_policy.isolation_level
+    if isolation is None:
+        # As in Prefect, a task whose policy names no level takes its transaction's.
+        outer = get_transaction()
+        isolation = outer.isolation_level if outer is not None else None
+    if isolation == "SERIALIZABLE":
         call.lock = lock_manager(task, store)
     return False, call
 
@@ -331,17 +409,35 @@ def _decode(task: Task[Any, Any], key: str, payload: Payload, serializer_name: s
         return MISSING
 
 
-def _completed(call: _Call, value: Any, compute_seconds: float, return_state: bool) -> Any:
-    """Stores the result of a call that ran; returns its state or its value."""
+def _completed(
+    call: _Call, txn: Transaction, value: Any, compute_seconds: float, return_state: bool
+) -> Any:
+    """Stages the result of a call that ran and closes its transaction.
+
+    The record is written when the transaction commits: at once, or with the transaction the
+    call is part of.
+
+    Returns:
+        The call's state or its value.
+    """
+    task = call.task
     destination = call.record
     if destination is not None:
-        _store(call, destination, value, compute_seconds)
+        staged = _stage(call, destination, value, compute_seconds)
+        if staged is not None:
+            txn.stage_record(destination.store, staged)
+    # The value itself stays with the caller: a long transaction must not keep every result.
+    txn.stage(None, on_rollback_hooks=task.on_rollback_hooks, on_commit_hooks=task.on_commit_hooks)
+    txn.__exit__(None, None, None)
     state: Completed[Any] = Completed(value)
     log_finished(call.task_run, call.flow_run, state)
     return state if return_state else value
 
 
-def _store(call: _Call, destination: _Destination, value: Any, compute_seconds: float) -> None:
+def _stage(
+    call: _Call, destination: _Destination, value: Any, compute_seconds: float
+) -> Staged | None:
+    """The call's record, written aside for its transaction; None if it cannot be (warned)."""
     task = call.task
     current = settings.current()
     now = time.time()
@@ -349,7 +445,7 @@ def _store(call: _Call, destination: _Destination, value: Any, compute_seconds: 
     if task.cache_expiration is not None:
         expires_at = now + task.cache_expiration.total_seconds()
     try:
-        destination.store.save_value(
+        return destination.store.stage_value(
             destination.key,
             value,
             task.serializer,
@@ -373,7 +469,6 @@ def _store(call: _Call, destination: _Destination, value: Any, compute_seconds: 
             f"serialized with {task.serializer.name!r} ({type(exc).__name__}: {exc}), so it is "
             "returned but not cached; choose another result_serializer",
         )
-        return
     except ResultTooLargeError as exc:
         warn_once(
             task,
@@ -381,15 +476,18 @@ def _store(call: _Call, destination: _Destination, value: Any, compute_seconds: 
             f"its result is larger than TASKSTASH_MAX_SIZE ({exc.limit} bytes), so it is "
             "returned but not cached; raise the limit to cache it",
         )
-        return
     except (OSError, sqlite3.Error, CacheCorruptedError) as exc:
-        warn_once(
-            task,
-            "save",
-            f"its result could not be stored ({type(exc).__name__}: {exc}), so it is returned "
-            "but not cached",
-        )
-        return
+        _not_saved(task, exc)
+    return None
+
+
+def _not_saved(task: Task[Any, Any], exc: Exception) -> None:
+    warn_once(
+        task,
+        "save",
+        f"its result could not be stored ({type(exc).__name__}: {exc}), so it is returned "
+        "but not cached",
+    )
 
 
 def _failed(call: _Call, exc: Exception, return_state: bool) -> Failed[Any]:

@@ -34,6 +34,7 @@ from taskstash.identity import qualified_name, task_identity
 from taskstash.states import Cached, State
 from taskstash.store.serializers import Serializer, resolve_serializer
 from taskstash.tracebacks import without_our_frames
+from taskstash.transactions import Hook
 
 __all__ = ["Task", "TaskstashWarning", "task"]
 
@@ -116,6 +117,28 @@ class Task(Generic[P, R]):
         """Causes already warned about, so each is logged once per task, not once per call."""
         self.resolved: tuple[object, Any, Any] | None = None
         """(settings, store, storage) the calls use, resolved once per settings object."""
+        self.on_commit_hooks: list[Hook] = []
+        """Called with the transaction when a call's record is committed (see `on_commit`)."""
+        self.on_rollback_hooks: list[Hook] = []
+        """Called with the transaction when a call's transaction rolls back."""
+
+    def on_commit(self, fn: Hook) -> Hook:
+        """Registers `fn(transaction)` to run when a call of this task is committed.
+
+        A call that runs the function commits with the transaction it is part of
+        (`taskstash.transactions`); a cache hit commits nothing. Usable as a decorator.
+        """
+        self.on_commit_hooks.append(fn)
+        return fn
+
+    def on_rollback(self, fn: Hook) -> Hook:
+        """Registers `fn(transaction)` to run when a call's transaction rolls back.
+
+        That is when the block of the transaction the call is part of raises, even after the
+        call itself succeeded. Usable as a decorator.
+        """
+        self.on_rollback_hooks.append(fn)
+        return fn
 
     def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
         """The call's arguments by parameter name, defaults applied.
@@ -139,6 +162,8 @@ class Task(Generic[P, R]):
         copy.source_key = self.source_key
         if copy.name == self.name:
             copy.identity = self.identity
+        copy.on_commit_hooks = list(self.on_commit_hooks)
+        copy.on_rollback_hooks = list(self.on_rollback_hooks)
         return copy
 
     # Keyword-only `return_state` between `*args: P.args` and `**kwargs: P.kwargs` is outside

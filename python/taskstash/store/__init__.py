@@ -30,7 +30,7 @@ from taskstash.store.storages import (
     resolve_storage,
     storage_for_url,
 )
-from taskstash.store.store import LARGE_RESULT_BYTES, Payload, Store
+from taskstash.store.store import LARGE_RESULT_BYTES, Payload, Staged, Store
 
 __all__ = [
     "LARGE_RESULT_BYTES",
@@ -48,6 +48,7 @@ __all__ = [
     "ResultStorage",
     "SerializationError",
     "Serializer",
+    "Staged",
     "Store",
     "check_location",
     "decode_result",

@@ -16,12 +16,13 @@ import re
 import secrets
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
-from typing import BinaryIO, Final, TypeAlias
+from typing import BinaryIO, Final, TypeAlias, cast
 
 __all__ = [
     "Buffer",
     "Chunks",
     "ResultStorage",
+    "StagedFile",
     "as_views",
     "check_location",
     "default_location",
@@ -40,6 +41,7 @@ Chunks: TypeAlias = Buffer | Sequence[Buffer]
 _TEMP_SUFFIX: Final = ".tstmp"
 _DIR_MODE: Final = 0o700
 _FILE_MODE: Final = 0o600
+_SPOOL_IN_MEMORY: Final = 8 << 20
 # Locations that need no normalising: segments of [A-Za-z0-9_.-] not starting with a dot.
 _PLAIN_LOCATION: Final = re.compile(r"(?:[\w-][\w.-]*/)*[\w-][\w.-]*", re.ASCII)
 
@@ -195,8 +197,80 @@ class ResultStorage(ABC):
         with buffer.getbuffer() as view:
             self.write(location, view)
 
+    def stage(self, location: str) -> StagedFile:
+        """A file for `location` to be written now and put in place later, or thrown away.
+
+        What a transaction writes: its files must all appear when it commits, none before. This
+        default spools the bytes to a local temporary file and writes them with `open_write`
+        when published; a storage that can rename its files should override it.
+
+        Args:
+            location: Where the file will go, relative to the root.
+        """
+        return _SpooledFile(self, check_location(location))
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.url!r})"
+
+
+class StagedFile(ABC):
+    """A result file written aside (see `ResultStorage.stage`), then published or discarded.
+
+    Attributes:
+        location: Where `publish` puts it.
+    """
+
+    location: str
+
+    @abstractmethod
+    def open(self) -> contextlib.AbstractContextManager[BinaryIO]:
+        """The file to write once, seekable; if the block raises, nothing is left behind."""
+
+    @abstractmethod
+    def publish(self) -> None:
+        """Puts the written file at its location, atomically replacing any file there.
+
+        Raises:
+            OSError: It could not be put there (the staged file may have been removed by a
+                repair, see `taskstash.store.verify`); nothing changed at the location.
+        """
+
+    @abstractmethod
+    def discard(self) -> None:
+        """Throws the written file away; nothing is left behind. Errors are not raised."""
+
+
+class _SpooledFile(StagedFile):
+    def __init__(self, storage: ResultStorage, location: str) -> None:
+        self.location = location
+        self._storage = storage
+        self._spool: BinaryIO | None = None
+
+    @contextlib.contextmanager
+    def open(self) -> Iterator[BinaryIO]:
+        import tempfile
+
+        spool = tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY)  # noqa: SIM115
+        try:
+            yield cast(BinaryIO, spool)
+        except BaseException:
+            spool.close()
+            raise
+        self._spool = cast(BinaryIO, spool)
+
+    def publish(self) -> None:
+        import shutil
+
+        assert self._spool is not None, "publish() before the file was written"
+        self._spool.seek(0)
+        with self._storage.open_write(self.location) as file:
+            shutil.copyfileobj(self._spool, file, _SPOOL_IN_MEMORY)
+        self.discard()
+
+    def discard(self) -> None:
+        if self._spool is not None:
+            self._spool.close()
+            self._spool = None
 
 
 def makedirs_private(path: str) -> None:

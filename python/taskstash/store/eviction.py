@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import Final
 
 from taskstash.store.storages import locate
@@ -25,9 +25,10 @@ Removed = tuple[str, int]
 # SQLite limits the number of `?` in one statement; stay well under it.
 _BATCH: Final = 500
 
-# Least recently used first: exactly the expression of the `records_last_used` index.
+# Least recently used first: exactly the expression of the `records_last_used` index. The
+# records just saved are skipped in Python: they are the newest, so at the end of the order.
 _LEAST_RECENTLY_USED: Final = (
-    "SELECT key, storage, location, size_bytes FROM records WHERE key != ? "
+    "SELECT key, storage, location, size_bytes FROM records "
     "ORDER BY coalesce(last_hit_at, created_at) LIMIT ?"
 )
 
@@ -75,11 +76,13 @@ def _delete_batch(conn: sqlite3.Connection, keys: list[str]) -> list[Removed]:
     return [(key, size) for key, _, _, size in rows]
 
 
-def evict_over(conn: sqlite3.Connection, max_bytes: int, keep: str = "") -> list[Removed]:
+def evict_over(
+    conn: sqlite3.Connection, max_bytes: int, keep: Collection[str] = ()
+) -> list[Removed]:
     """Removes least recently used records until the index holds at most `max_bytes`.
 
     Uses the running totals (no scan) to know whether anything must go, and the
-    `records_last_used` index to pick what. `keep` (the record just saved) is never evicted.
+    `records_last_used` index to pick what. `keep` (the records just saved) are never evicted.
     """
     removed: list[Removed] = []
     while True:
@@ -88,7 +91,9 @@ def evict_over(conn: sqlite3.Connection, max_bytes: int, keep: str = "") -> list
         if excess <= 0:
             return removed
         victims: list[str] = []
-        for key, url, location, size in conn.execute(_LEAST_RECENTLY_USED, (keep, 64)):
+        for key, url, location, size in conn.execute(_LEAST_RECENTLY_USED, (len(keep) + 64,)):
+            if key in keep:
+                continue
             victims.append(key)
             unlink_result(url, location)
             removed.append((key, size))

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Final
 from taskstash.store.base import (
     Chunks,
     ResultStorage,
+    StagedFile,
     as_views,
     check_location,
     default_location,
@@ -107,23 +108,18 @@ class LocalStorage(ResultStorage):
 
     @contextlib.contextmanager
     def open_write(self, location: str) -> Iterator[BinaryIO]:  # noqa: D102
-        *parts, base = check_location(location).split("/")
-        directory = self._open_dir(parts, create=True)
+        staged = self.stage(location)
+        with staged.open() as file:
+            yield file
         try:
-            temp = temp_name(base)
-            fd = os.open(temp, _CREATE_FLAGS, _FILE_MODE, dir_fd=directory)
-            try:
-                with open(fd, "wb", buffering=0) as file:
-                    yield file
-                    if self.fsync:
-                        os.fsync(fd)
-                os.replace(temp, base, src_dir_fd=directory, dst_dir_fd=directory)
-            except BaseException:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(temp, dir_fd=directory)
-                raise
-        finally:
-            os.close(directory)
+            staged.publish()
+        except BaseException:
+            staged.discard()
+            raise
+
+    def stage(self, location: str) -> StagedFile:
+        """A temporary file in the destination directory, renamed into place when published."""
+        return _TempFile(self, check_location(location))
 
     def read(self, location: str) -> bytes | memoryview | None:  # noqa: D102
         try:
@@ -181,6 +177,13 @@ class LocalStorage(ResultStorage):
 
     def _open_dir(self, parts: Sequence[str], *, create: bool) -> int:
         """A descriptor of the directory `parts` below the root, reached through no link."""
+        if len(parts) == 1:
+            # The common case (`ab/<key>`): one open does what opening the root, then the child
+            # without following a link, does (the root's own path is followed either way).
+            try:
+                return os.open(self._prefix + parts[0], _DIR_FLAGS | _NOFOLLOW)
+            except OSError:
+                pass  # missing, or a link: the general way below creates or refuses it
         try:
             fd = os.open(self.root, _DIR_FLAGS)
         except FileNotFoundError:
@@ -220,6 +223,62 @@ class LocalStorage(ResultStorage):
                     self._prefix + "/".join(parts),
                 ) from None
             raise
+
+
+class _TempFile(StagedFile):
+    """A result file written under a temporary name beside its location (`.name.random.tstmp`).
+
+    Renaming within one directory is atomic, so `publish` makes the whole file appear at once;
+    a temporary file left by a killed process is removed by `taskstash verify --fix`.
+    """
+
+    def __init__(self, storage: LocalStorage, location: str) -> None:
+        self.location = location
+        self._storage = storage
+        *self._parts, self._base = location.split("/")
+        self._temp = temp_name(self._base)
+        self._written = False
+
+    @contextlib.contextmanager
+    def open(self) -> Iterator[BinaryIO]:
+        directory = self._storage._open_dir(self._parts, create=True)
+        try:
+            fd = os.open(self._temp, _CREATE_FLAGS, _FILE_MODE, dir_fd=directory)
+            try:
+                with open(fd, "wb", buffering=0) as file:
+                    yield file
+                    if self._storage.fsync:
+                        os.fsync(fd)
+            except BaseException:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self._temp, dir_fd=directory)
+                raise
+            self._written = True
+        finally:
+            os.close(directory)
+
+    def publish(self) -> None:
+        directory = self._storage._open_dir(self._parts, create=False)
+        try:
+            os.replace(self._temp, self._base, src_dir_fd=directory, dst_dir_fd=directory)
+        finally:
+            os.close(directory)
+        self._written = False
+
+    def discard(self) -> None:
+        if not self._written:
+            return
+        self._written = False
+        try:
+            directory = self._storage._open_dir(self._parts, create=False)
+        except OSError:
+            return  # its directory is gone, and the file with it
+        try:
+            os.unlink(self._temp, dir_fd=directory)
+        except OSError:
+            pass  # left for verify --fix, which removes stale temporary files
+        finally:
+            os.close(directory)
 
 
 def _open_regular(path: str, *, blocking: bool = True) -> tuple[int, int]:

@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from functools import partial
 
 from taskstash.exceptions import CorruptIndexError, CorruptResultError, ResultTooLargeError
 from taskstash.hashing import hash_bytes
-from taskstash.store.base import trust
+from taskstash.store.base import StagedFile, trust, write_all
 from taskstash.store.eviction import Removed, delete_records, evict_over, unlink_result
 from taskstash.store.hits import HIT_FLUSH_COUNT, HIT_FLUSH_SECONDS, HitCounter
 from taskstash.store.index import Index, Record, read_file_record
@@ -47,10 +49,28 @@ __all__ = [
     "Fetched",
     "Payload",
     "Record",
+    "Staged",
     "Store",
 ]
 
 _log = logging.getLogger("taskstash")
+
+
+@dataclass(frozen=True, slots=True)
+class Staged:
+    """A result written aside by `Store.stage_value`, not yet visible; see `Store.commit`.
+
+    Attributes:
+        record: The row it will have.
+        storage: The storage its file goes to (at `record.location`).
+        file: The file, set aside.
+        payload: A copy of the payload for the memory layer, or None.
+    """
+
+    record: Record
+    storage: ResultStorage
+    file: StagedFile
+    payload: memoryview | None
 
 
 class Store(ResultReads, HitCounter):
@@ -142,8 +162,12 @@ class Store(ResultReads, HitCounter):
         size = sum(memoryview(c).nbytes for c in chunks)
         if self.max_bytes is not None and size > self.max_bytes:
             raise ResultTooLargeError(size, self.max_bytes)
-        storage.write(location, chunks)
-        return self._commit(header, size, storage, location)
+        file = storage.stage(location)
+        with file.open() as out:
+            for chunk in chunks:
+                write_all(out, memoryview(chunk).cast("B"))
+        record = Record.from_header(header, storage.url, location, size)
+        return self.commit([Staged(record, storage, file, None)])[0]
 
     def save_value(
         self,
@@ -163,11 +187,54 @@ class Store(ResultReads, HitCounter):
         parameters: str | None = None,
         remember: bool = False,
     ) -> Record:
-        """Serializes and stores a result, the payload streamed straight into its file.
+        """Serializes and stores a result: `stage_value`, then `commit` of that one record.
 
-        The serializer writes into the result file (its `dump`, if it has one; see
-        `dump_value`), so a large value is never also held serialized in memory. Then, as in
-        `save`, the index row is committed.
+        Args and Raises: as for `stage_value` and `commit`.
+
+        Returns:
+            The new record.
+        """
+        staged = self.stage_value(
+            key,
+            value,
+            serializer,
+            storage,
+            location,
+            task_name=task_name,
+            task_qualname=task_qualname,
+            created_at=created_at,
+            expires_at=expires_at,
+            compute_seconds=compute_seconds,
+            run_id=run_id,
+            components=components,
+            parameters=parameters,
+            remember=remember,
+        )
+        return self.commit([staged])[0]
+
+    def stage_value(
+        self,
+        key: str,
+        value: object,
+        serializer: Serializer,
+        storage: ResultStorage,
+        location: str,
+        *,
+        task_name: str,
+        task_qualname: str,
+        created_at: float,
+        expires_at: float | None = None,
+        compute_seconds: float = 0.0,
+        run_id: str | None = None,
+        components: dict[str, str] | None = None,
+        parameters: str | None = None,
+        remember: bool = False,
+    ) -> Staged:
+        """Serializes a result into a file set aside, for `commit` to put in place and record.
+
+        The serializer writes into the file (its `dump`, if it has one; see `dump_value`), so a
+        large value is never also held serialized in memory. Until `commit`, nothing is visible:
+        no row, nothing at `location`, nothing in the memory layer.
 
         Args:
             key: The cache key.
@@ -183,11 +250,11 @@ class Store(ResultReads, HitCounter):
             run_id: The flow run, if any.
             components: Per-component hashes of the cache policy.
             parameters: A short text of the call's arguments, or None.
-            remember: Keep the payload in the memory layer too (if it is at most
-                `large_result_bytes`), for `fetch(remember=True)`.
+            remember: Keep the payload in the memory layer too once committed (if it is at
+                most `large_result_bytes`), for `fetch(remember=True)`.
 
         Returns:
-            The new record.
+            The staged record; pass it to `commit` or `discard`.
 
         Raises:
             SerializationError: `value` cannot be serialized; nothing is written.
@@ -196,8 +263,6 @@ class Store(ResultReads, HitCounter):
                 left behind.
             ResultTooLargeError: The file would be larger than `max_bytes`; the writing stops
                 there, nothing is left behind and nothing evicted.
-            sqlite3.Error: The index could not be written; the new file is deleted.
-            CorruptIndexError: The index file is damaged.
         """
         location = check_location(location)
         draft = make_header(  # its checksum and size are the payload's, once written
@@ -215,71 +280,80 @@ class Store(ResultReads, HitCounter):
         )
         copy = CopyingSink(self.large_result_bytes if remember else -1)
         write = partial(_dump_copied, serializer, value, copy)
-        header, size = write_streamed(
-            storage, location, draft, write, self.signing_key, self.max_bytes
-        )
-        record = self._commit(header, size, storage, location)
-        payload = copy.payload()
-        if payload is not None:
-            self.memory.put(key, (payload, serializer.name, expires_at), expires_at, len(payload))
-        return record
-
-    def _commit(
-        self, header: ResultHeader, size: int, storage: ResultStorage, location: str
-    ) -> Record:
-        """Commits the row of a file just written; see `save`."""
+        file = storage.stage(location)
+        header, size = write_streamed(file.open(), draft, write, self.signing_key, self.max_bytes)
         record = Record.from_header(header, storage.url, location, size)
-        where = (storage.url, location)
-        trust(storage)  # rows naming it may be followed: this process writes there
+        return Staged(record, storage, file, copy.payload())
+
+    def commit(self, staged: Sequence[Staged]) -> list[Record]:
+        """Puts staged files in place and records them, all in one write transaction.
+
+        Under the index's write lock, each file is renamed to its location and its row
+        written; the rows become visible to other connections together, at the commit. A key's
+        previous file, if elsewhere, is unlinked under the lock. If anything fails, the
+        transaction rolls back and the staged files are removed (as is a file already put in
+        place, unless the key's old row pointed at its location, or the index is damaged:
+        `rebuild_index` adopts the file). A later record of a key replaces an earlier one.
+
+        Args:
+            staged: Records from `stage_value`, of this store; each is committed at most once.
+
+        Returns:
+            The new records, in the order given.
+
+        Raises:
+            OSError: A staged file could not be put in place.
+            sqlite3.Error: The index could not be written.
+            CorruptIndexError: The index file is damaged.
+        """
+        for each in staged:
+            trust(each.storage)  # rows naming it may be followed: this process writes there
         if self.max_bytes is not None:
             # Eviction picks the least recently used records: this process's latest hits must
             # be in the index first, or a record hit a moment ago would look unused.
             self._flush_quietly()
-        old: tuple[str, str] | None = None
-        old_known = False
+        placed: list[tuple[Staged, tuple[str, str] | None]] = []
         try:
             with self.index.transaction() as conn:
-                old = conn.execute(SELECT_WHERE, (record.key,)).fetchone()
-                old_known = True
-                # Under the write lock, record the file that is at `location` now. A concurrent
-                # eviction may have removed ours, and a concurrent writer of the same key may
-                # have replaced it with its own (as valid a result): the row must describe the
-                # file beside it, never a file that is gone or different.
-                present = _present(storage, location, record.key)
-                if present is not None:
-                    Index.upsert(conn, present)
-                elif old is not None and tuple(old) == where:
-                    conn.execute("DELETE FROM records WHERE key = ?", (record.key,))
-                if old is not None and tuple(old) != where:
-                    # Unlinked under the lock too, so no save can have recorded it meanwhile.
-                    unlink_result(*old)
+                for each in staged:
+                    old = conn.execute(SELECT_WHERE, (each.record.key,)).fetchone()
+                    each.file.publish()
+                    placed.append((each, old))
+                    _record_placed(conn, each, old)
                 evicted = (
                     []
                     if self.max_bytes is None
-                    else evict_over(conn, self.max_bytes, keep=record.key)
+                    else evict_over(conn, self.max_bytes, keep={s.record.key for s in staged})
                 )
         except CorruptIndexError:
-            raise  # the file is a valid result, which rebuild_index will adopt: keep it
+            for each in staged[len(placed) :]:
+                each.file.discard()
+            raise  # the placed files are valid results, which rebuild_index will adopt
         except BaseException:
-            if not old_known:
-                old = self._where(record.key)
-            if old is None or tuple(old) != where:
-                _delete_quietly(storage, location)
+            for each, old in placed:
+                where = (each.storage.url, each.record.location)
+                if old is None or tuple(old) != where:
+                    _delete_quietly(each.storage, each.record.location)
+            for each in staged[len(placed) :]:
+                each.file.discard()
             raise
-        self._forget(record.key)  # its hits and payload were the replaced record's
+        for each in staged:
+            record = each.record
+            self._forget(record.key)  # its hits and payload were the replaced record's
+            self._warned.discard((record.storage, record.location))
         for key, _ in evicted:
             self._forget(key)
-        self._warned.discard(where)
-        return record
+        for each in staged:
+            if each.payload is not None:
+                record = each.record
+                payload = (each.payload, record.serializer, record.expires_at)
+                self.memory.put(record.key, payload, record.expires_at, len(each.payload))
+        return [each.record for each in staged]
 
-    def _where(self, key: str) -> tuple[str, str] | None:
-        try:
-            row: tuple[str, str] | None = (
-                self.index.connection().execute(SELECT_WHERE, (key,)).fetchone()
-            )
-        except Exception:
-            return None
-        return row
+    def discard(self, staged: Iterable[Staged]) -> None:
+        """Throws staged records away: their files are removed, nothing else was written."""
+        for each in staged:
+            each.file.discard()
 
     def delete(self, key: str) -> bool:
         """Removes the record of `key` and its file; whether there was a record."""
@@ -310,6 +384,24 @@ class Store(ResultReads, HitCounter):
         """Flushes pending hits and closes this thread's connection (reopened on next use)."""
         self._flush_quietly()
         self.index.close()
+
+
+def _record_placed(conn: sqlite3.Connection, staged: Staged, old: tuple[str, str] | None) -> None:
+    """Writes the row of a file just put in place; `old`: the key's previous storage, location."""
+    record, storage = staged.record, staged.storage
+    where = (storage.url, record.location)
+    # Under the write lock, record the file that is at the location now. A concurrent eviction
+    # may have removed ours, and a concurrent writer of the same key may have replaced it with
+    # its own (as valid a result): the row must describe the file beside it, never a file that
+    # is gone or different.
+    present = _present(storage, record.location, record.key)
+    if present is not None:
+        Index.upsert(conn, present)
+    elif old is not None and tuple(old) == where:
+        conn.execute("DELETE FROM records WHERE key = ?", (record.key,))
+    if old is not None and tuple(old) != where:
+        # Unlinked under the lock too, so no save can have recorded it meanwhile.
+        unlink_result(*old)
 
 
 def _present(storage: ResultStorage, location: str, key: str) -> Record | None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import replace
 from typing import TYPE_CHECKING, BinaryIO, Final, cast
 
@@ -161,8 +162,7 @@ def reserved_header_size(draft: ResultHeader, *, signed: bool) -> int:
 
 
 def write_streamed(
-    storage: ResultStorage,
-    location: str,
+    target: AbstractContextManager[BinaryIO],
     draft: ResultHeader,
     write_payload: Callable[[PayloadSink], None],
     signing_key: bytes | None,
@@ -171,8 +171,8 @@ def write_streamed(
     """Writes a result file whose payload `write_payload` streams into a sink.
 
     Args:
-        storage: Where.
-        location: The checked location.
+        target: The file to write, opened by entering it (`ResultStorage.open_write`, or a
+            staged file's `open`); if the writing fails, it is left as its block leaves it.
         draft: The header, but for `checksum` and `payload_size`, which are filled in.
         write_payload: Writes the payload to the sink it is given.
         signing_key: Sign the file with this key, or None.
@@ -190,7 +190,7 @@ def write_streamed(
     """
     reserved = reserved_header_size(draft, signed=signing_key is not None)
     mac = None if signing_key is None else new_mac(signing_key)
-    with storage.open_write(location) as file:
+    with target as file:
         write_all(file, memoryview(frame_prefix(reserved) + b" " * reserved))
         sink = PayloadSink(file, mac, max_size, PREFIX_SIZE + reserved)
         try:
