@@ -16,10 +16,10 @@ import threading
 import time
 import traceback
 
-from taskstash import task
+from taskstash import settings, task
 from taskstash.cache_policies import INPUTS
 from taskstash.destinations import index_path
-from taskstash.store import open_store
+from taskstash.store import open_store, resolve_storage
 
 
 def expected(x: int) -> list[int]:
@@ -38,6 +38,9 @@ def main(mode: str, threads: int, calls: int, keys: int, log_path: str) -> int:
     cached = task(name="stressed", cache_policy=policy, cache_result_in_memory=False)(compute)
     refreshing = cached.with_options(refresh_cache=True)
     store = open_store(index_path(cached))
+    # The evicting threads delete rows that other processes wrote, as `Cache` does: configure
+    # the storage those rows name first (a row naming any other storage is left alone).
+    resolve_storage(cached.result_storage, settings.current().local_storage_path)
     failures: list[str] = []
 
     def worker(seed: int) -> None:

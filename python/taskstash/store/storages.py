@@ -401,7 +401,9 @@ def resolve_storage(
         storage = _from_url(path) if "://" in path else LocalStorage(path)
         with _RESOLVED_LOCK:
             storage = _RESOLVED.setdefault(cache_key, storage)
-        trust(storage)
+            # Trusted before another thread can find it here: rows naming it may be followed
+            # as soon as any thread has resolved it.
+            trust(storage)
     return storage
 
 
