@@ -35,6 +35,7 @@ __all__ = [
     "FlowParameters",
     "Inputs",
     "IsolationLevel",
+    "ResultStorageKeyPolicy",
     "RunId",
     "TaskSource",
 ]
@@ -401,6 +402,49 @@ class CacheKeyFnPolicy(CachePolicy):
                 f"cache_key_fn must return a str or None, not {type(key).__name__}: {key!r}"
             )
         return key
+
+
+@dataclass(frozen=True)
+class ResultStorageKeyPolicy(CachePolicy):
+    """A task's `result_storage_key`, rendered for the call, is its key and its file's name.
+
+    `@task(result_storage_key="{parameters[x]}-bar")` keys `f(x=1)` by `"1-bar"`, as in Prefect:
+    the rendered name replaces any other policy or key function. Like a key function's keys,
+    these are not scoped to the task: the user named the record.
+
+    Attributes:
+        template: A `str.format` template; its fields are `parameters` (the call's arguments),
+            `task_run` and `flow_run` (None outside a flow).
+    """
+
+    template: str = ""
+    label: ClassVar[str] = "result_storage_key"
+
+    def compute_key(
+        self,
+        task_ctx: TaskRunContext,
+        inputs: dict[str, Any],
+        flow_parameters: dict[str, Any] | None,
+        **kwargs: Any,
+    ) -> str | None:
+        """The rendered template; None for an empty one.
+
+        Raises:
+            ValueError: The template names a field the call does not have.
+        """
+        if not self.template:
+            return None
+        task_run = getattr(task_ctx, "task_run", None)
+        flow_run = getattr(task_ctx, "flow_run", None)
+        try:
+            return self.template.format(parameters=inputs, task_run=task_run, flow_run=flow_run)
+        except (KeyError, IndexError, AttributeError) as exc:
+            task_name = getattr(getattr(task_ctx, "task", None), "name", None)
+            raise ValueError(
+                f"result_storage_key {self.template!r} of task {task_name!r} cannot be "
+                f"rendered: {type(exc).__name__}: {exc}; its fields are parameters, task_run and "
+                "flow_run"
+            ) from None
 
 
 INPUTS = Inputs()
