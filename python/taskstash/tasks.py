@@ -421,27 +421,37 @@ def task(
 ) -> Task[P, R] | Callable[[Callable[P, R]], Task[P, R]]:
     """Makes a function a task: `@task` or `@task(...)`.
 
-    A bare `@task` does not cache. A cache policy, a key function or `persist_result=True` turns
-    caching on.
+    A bare `@task` does not cache. A cache policy, a key function, a result option
+    (`result_storage`, `result_storage_key`, `result_serializer`) or `persist_result=True` turns
+    caching on; so do a flow's `persist_result=True` and `TASKSTASH_RESULTS_PERSIST_BY_DEFAULT`
+    for the tasks that leave `persist_result` unset. On a method, the task binds to the
+    instance (`self` is one of its inputs); it also works under `@classmethod` and
+    `@staticmethod`.
 
     Args:
         fn: The function (when used as `@task` without parentheses).
         **options: Any of:
             name: The task's name in logs and in the index (default: the function's name).
-            cache_policy: What the cache key is made of (`taskstash.cache_policies`).
+            cache_policy: What the cache key is made of (`taskstash.cache_policies`); DEFAULT
+                when none is given.
             cache_key_fn: `f(context, parameters) -> str | None` giving the key itself; it takes
-                precedence over `cache_policy`. None means "do not cache this call".
-            cache_expiration: How long a record stays valid (`datetime.timedelta`).
+                precedence over `cache_policy`. None means "do not cache this call"; if it
+                raises, the call runs uncached (warned once per task).
+            cache_expiration: How long a record stays valid (`datetime.timedelta`); zero or
+                negative makes every record stale at once.
             refresh_cache: True always runs and overwrites the record; None follows
                 `TASKSTASH_TASKS_REFRESH_CACHE`; False reads records even when that is set.
-            persist_result: True caches with DEFAULT when no policy is given; False turns
-                caching off.
+            persist_result: True caches (with DEFAULT when no policy is given); False turns
+                caching off; None (unset) leaves it to the options above, the flow run and
+                `TASKSTASH_RESULTS_PERSIST_BY_DEFAULT`.
             result_storage: Where result files go: a path, an fsspec URL (`s3://bucket/prefix`,
-                `memory://x`) or an fsspec filesystem (default `TASKSTASH_LOCAL_STORAGE_PATH`).
-            result_storage_key: A file name template under the storage, such as
-                `"{parameters[x]}-bar"` (fields: `parameters`, `task_run`, `flow_run`).
-            result_serializer: `"cloudpickle"` (default), `"pickle"`, `"json"`, or an object
-                with `dumps`/`loads`.
+                `memory://x`) or an fsspec filesystem (default: the flow's, else
+                `TASKSTASH_LOCAL_STORAGE_PATH`).
+            result_storage_key: A template such as `"{parameters[x]}-bar"` (fields:
+                `parameters`, `task_run`, `flow_run`); rendered for a call, it is the call's
+                cache key (over any policy or key function) and its file's name.
+            result_serializer: `"cloudpickle"` (default, unless the flow sets one), `"pickle"`,
+                `"json"`, or an object with `dumps`/`loads`.
             cache_result_in_memory: Keep results in this process too, so repeated hits skip
                 the index and files (default True).
 
