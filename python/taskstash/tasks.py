@@ -16,20 +16,11 @@ import datetime
 import functools
 import inspect
 import os
-import warnings
 from collections.abc import Callable, Coroutine
-from typing import Any, Concatenate, Generic, Literal, ParamSpec, TypeVar, cast, overload
+from typing import Any, Concatenate, Generic, Literal, ParamSpec, TypeVar, overload
 
 from taskstash import task_runs
-from taskstash.cache_policies import (
-    DEFAULT,
-    NO_CACHE,
-    CacheKeyFn,
-    CacheKeyFnPolicy,
-    CachePolicy,
-    ResultStorageKeyPolicy,
-    keyed_by_run_id,
-)
+from taskstash.cache_policies import CacheKeyFn, CachePolicy, keyed_by_run_id
 from taskstash.context import TaskRunContext, current_flow_run
 from taskstash.exceptions import HashingError
 from taskstash.hashing import hash_objects
@@ -37,6 +28,7 @@ from taskstash.hashing.source import function_source_key
 from taskstash.identity import qualified_name, task_identity
 from taskstash.states import Cached, State
 from taskstash.store.serializers import Serializer, resolve_serializer
+from taskstash.task_options import UNSET, TaskstashWarning, check_options, resolve_caching
 from taskstash.task_reports import warn_unhashable
 from taskstash.tracebacks import without_our_frames
 
@@ -46,20 +38,6 @@ P = ParamSpec("P")
 Q = ParamSpec("Q")
 R = TypeVar("R")
 T = TypeVar("T")
-
-
-class TaskstashWarning(UserWarning):
-    """A task is configured in a way that does not do what it seems to."""
-
-
-class _Unset:
-    """Marks an option the user did not give, as opposed to one given as None."""
-
-    def __repr__(self) -> str:
-        return "<unset>"
-
-
-UNSET: Any = _Unset()
 
 
 class Task(Generic[P, R]):
@@ -115,8 +93,8 @@ class Task(Generic[P, R]):
             "result_serializer": result_serializer,
             "cache_result_in_memory": cache_result_in_memory,
         }
-        _check_options(self._options)
-        self.cache_policy, self.persist_result = _resolve_caching(self._options)
+        check_options(self._options)
+        self.cache_policy, self.persist_result = resolve_caching(self._options)
         """The policy that keys the calls that are cached, and whether they are: True or False,
         or None when no option decides (the flow run's `persist_result` does, or else
         `TASKSTASH_RESULTS_PERSIST_BY_DEFAULT`)."""
@@ -326,78 +304,6 @@ class _Binder:
             raise TypeError(f"{name}(): {exc}") from None
         full.apply_defaults()
         return full.arguments
-
-
-def _check_options(options: dict[str, Any]) -> None:
-    expiration = options["cache_expiration"]
-    if expiration is not None and not isinstance(expiration, datetime.timedelta):
-        raise TypeError(f"cache_expiration must be a datetime.timedelta, not {expiration!r}")
-    policy = options["cache_policy"]
-    if policy is not UNSET and policy is not None and not isinstance(policy, CachePolicy):
-        raise TypeError(f"cache_policy must be a CachePolicy, not {policy!r}")
-    key_fn = options["cache_key_fn"]
-    if key_fn is not None and not callable(key_fn):
-        raise TypeError(f"cache_key_fn must be callable, not {key_fn!r}")
-    for flag in ("refresh_cache", "persist_result"):
-        if options[flag] is not None and not isinstance(options[flag], bool):
-            raise TypeError(f"{flag} must be True, False or None, not {options[flag]!r}")
-    template = options["result_storage_key"]
-    if template is not None and not isinstance(template, str):
-        raise TypeError(f"result_storage_key must be a str template, not {template!r}")
-
-
-def _resolve_caching(options: dict[str, Any]) -> tuple[CachePolicy, bool | None]:
-    """The policy that keys a task's cached calls, and its `persist_result`, as Prefect has them.
-
-    A key function beats a policy, and a `result_storage_key` beats both; with neither, DEFAULT.
-    A policy other than NO_CACHE, a key function, or any result option (`result_storage`,
-    `result_storage_key`, `result_serializer`) means `persist_result=True`; with none of them it
-    stays None, decided per call. `persist_result=False` turns caching off.
-    """
-    cache_policy, key_fn = options["cache_policy"], options["cache_key_fn"]
-    persist: bool | None = options["persist_result"]
-    template: str | None = options["result_storage_key"]
-    given = cache_policy is not UNSET and cache_policy is not None
-    if key_fn is not None:
-        if given and cache_policy is not NO_CACHE:
-            warnings.warn(
-                "both cache_key_fn and cache_policy are given; cache_key_fn gives the key and "
-                "the policy is ignored",
-                TaskstashWarning,
-                stacklevel=4,
-            )
-        policy: CachePolicy = CacheKeyFnPolicy(cache_key_fn=key_fn)
-    elif given:
-        policy = cast(CachePolicy, cache_policy)
-    else:
-        policy = DEFAULT
-    if persist is None and (
-        (given and cache_policy is not NO_CACHE)
-        or key_fn is not None
-        or any(options[name] is not None for name in _RESULT_OPTIONS)
-    ):
-        persist = True
-    if persist is False:
-        if (given and cache_policy is not NO_CACHE) or key_fn is not None:
-            warnings.warn(
-                "persist_result=False turns caching off, so the cache policy is ignored",
-                TaskstashWarning,
-                stacklevel=4,
-            )
-        return NO_CACHE, False
-    if template is not None and policy is not NO_CACHE:
-        # The rendered name is the key; the policy's settings (its index, isolation and lock
-        # manager) still apply.
-        policy = ResultStorageKeyPolicy(
-            template=template,
-            key_storage=policy.key_storage,
-            isolation_level=policy.isolation_level,
-            lock_manager=policy.lock_manager,
-        )
-    return policy, persist
-
-
-_RESULT_OPTIONS = ("result_storage", "result_storage_key", "result_serializer")
 
 
 @overload
