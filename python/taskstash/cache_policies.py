@@ -13,13 +13,14 @@ Policies are immutable: `+`, `-` and `configure()` return new policies.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, Self
 
 # At run time, not only for type checkers: the API reference resolves CacheKeyFn's annotation.
 from taskstash.context import TaskRunContext
 from taskstash.hashing import hash_named, hash_objects
+from taskstash.hashing.source import function_source_key
 
 __all__ = [
     "DEFAULT",
@@ -34,6 +35,7 @@ __all__ = [
     "FlowParameters",
     "Inputs",
     "IsolationLevel",
+    "ResultStorageKeyPolicy",
     "RunId",
     "TaskSource",
 ]
@@ -114,7 +116,7 @@ class CachePolicy:
         if isinstance(other, _NoCache):
             return self
         settings = _merged_settings(self, other)
-        return CompoundCachePolicy(policies=_combined(_parts(self) + _parts(other)), **settings)
+        return CompoundCachePolicy(policies=(self, other), **settings)
 
     def __sub__(self, argument: str) -> CachePolicy:
         """Leaves `argument` out of the inputs part; no change for a policy without one."""
@@ -146,6 +148,17 @@ def _parts(policy: CachePolicy) -> tuple[CachePolicy, ...]:
     return policy.policies if isinstance(policy, CompoundCachePolicy) else (policy,)
 
 
+def _flattened(policies: Iterable[CachePolicy]) -> tuple[CachePolicy, ...]:
+    """The parts of `policies`, compounds (nested at any depth) replaced by their parts."""
+    flat: list[CachePolicy] = []
+    for policy in policies:
+        if isinstance(policy, CompoundCachePolicy):
+            flat.extend(_flattened(policy.policies))
+        else:
+            flat.append(policy)
+    return tuple(flat)
+
+
 def keyed_by_run_id(policy: CachePolicy) -> bool:
     """Whether `policy` includes RUN_ID (so outside a flow no two calls share a key)."""
     return any(isinstance(part, RunId) for part in _parts(policy))
@@ -170,10 +183,19 @@ def _combined(parts: tuple[CachePolicy, ...]) -> tuple[CachePolicy, ...]:
 class CompoundCachePolicy(CachePolicy):
     """Several policies at once: the key changes when any of their keys does.
 
-    Parts that yield no key are skipped; if none yields one, the call is not cached.
+    Parts that yield no key are skipped; if none yields one, the call is not cached. Built
+    directly (`CompoundCachePolicy(policies=[...])`) or with `+`, the parts are the same: nested
+    compounds flattened, several Inputs merged into one excluding the union of their excludes,
+    NO_CACHE and repeats left out.
     """
 
     policies: tuple[CachePolicy, ...] = ()
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        # Built directly or by `+`, a compound is the same: flattened, one Inputs part, no
+        # NO_CACHE. A frozen dataclass is set up once, here, through object.__setattr__.
+        object.__setattr__(self, "policies", _combined(_flattened(self.policies)))
 
     def components(
         self,
@@ -247,6 +269,12 @@ class Inputs(CachePolicy):
     exclude: tuple[str, ...] = ()
     label: ClassVar[str] = "inputs"
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        # Given as a list (Prefect's type), kept as a tuple: policies are immutable and hashable.
+        if not isinstance(self.exclude, tuple):
+            object.__setattr__(self, "exclude", tuple(self.exclude))
+
     def compute_key(
         self,
         task_ctx: TaskRunContext,
@@ -291,8 +319,18 @@ class TaskSource(CachePolicy):
         flow_parameters: dict[str, Any] | None,
         **kwargs: Any,
     ) -> str | None:
-        """The task's source key, computed once when it was decorated."""
-        source_key: str = task_ctx.task.source_key
+        """The task's source key, computed once when it was decorated; None without a task.
+
+        Called directly with a context whose `task` is a plain function, the function's own
+        source key.
+        """
+        if task_ctx is None:
+            return None
+        task = task_ctx.task
+        try:
+            source_key: str = task.source_key
+        except AttributeError:
+            return function_source_key(task)
         return source_key
 
 
@@ -312,9 +350,12 @@ class RunId(CachePolicy):
         flow_parameters: dict[str, Any] | None,
         **kwargs: Any,
     ) -> str | None:
-        """The flow run's id, or this task run's own id outside a flow."""
-        flow_run = task_ctx.flow_run
-        return str(flow_run.id if flow_run is not None else task_ctx.task_run.id)
+        """The flow run's id, or this task run's own id outside a flow; None without a run."""
+        if task_ctx is None:
+            return None
+        task_run = task_ctx.task_run
+        run_id = task_run.flow_run_id
+        return str(run_id if run_id is not None else task_run.id)
 
 
 @dataclass(frozen=True)
@@ -361,6 +402,49 @@ class CacheKeyFnPolicy(CachePolicy):
                 f"cache_key_fn must return a str or None, not {type(key).__name__}: {key!r}"
             )
         return key
+
+
+@dataclass(frozen=True)
+class ResultStorageKeyPolicy(CachePolicy):
+    """A task's `result_storage_key`, rendered for the call, is its key and its file's name.
+
+    `@task(result_storage_key="{parameters[x]}-bar")` keys `f(x=1)` by `"1-bar"`, as in Prefect:
+    the rendered name replaces any other policy or key function. Like a key function's keys,
+    these are not scoped to the task: the user named the record.
+
+    Attributes:
+        template: A `str.format` template; its fields are `parameters` (the call's arguments),
+            `task_run` and `flow_run` (None outside a flow).
+    """
+
+    template: str = ""
+    label: ClassVar[str] = "result_storage_key"
+
+    def compute_key(
+        self,
+        task_ctx: TaskRunContext,
+        inputs: dict[str, Any],
+        flow_parameters: dict[str, Any] | None,
+        **kwargs: Any,
+    ) -> str | None:
+        """The rendered template; None for an empty one.
+
+        Raises:
+            ValueError: The template names a field the call does not have.
+        """
+        if not self.template:
+            return None
+        task_run = getattr(task_ctx, "task_run", None)
+        flow_run = getattr(task_ctx, "flow_run", None)
+        try:
+            return self.template.format(parameters=inputs, task_run=task_run, flow_run=flow_run)
+        except (KeyError, IndexError, AttributeError) as exc:
+            task_name = getattr(getattr(task_ctx, "task", None), "name", None)
+            raise ValueError(
+                f"result_storage_key {self.template!r} of task {task_name!r} cannot be "
+                f"rendered: {type(exc).__name__}: {exc}; its fields are parameters, task_run and "
+                "flow_run"
+            ) from None
 
 
 INPUTS = Inputs()

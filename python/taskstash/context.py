@@ -34,6 +34,9 @@ class FlowRun:
         parameters: The flow's arguments by parameter name.
         id: A unique id.
         is_async: Whether the flow is an `async def` function (its body can await).
+        persist_result: The flow's `persist_result`, for the tasks that leave theirs unset.
+        result_storage: The flow's `result_storage` (as given), for the tasks that set none.
+        result_serializer: The flow's serializer, for the tasks that set none.
     """
 
     flow_name: str
@@ -41,6 +44,9 @@ class FlowRun:
     parameters: dict[str, Any]
     id: uuid.UUID = field(default_factory=uuid.uuid4)
     is_async: bool = False
+    persist_result: bool | None = None
+    result_storage: Any = None
+    result_serializer: Any = None
 
 
 class TaskRun:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from taskstash import settings
+from taskstash.cache_policies import ResultStorageKeyPolicy
 from taskstash.locking import LockManager, SQLiteLockManager
 from taskstash.store import (
     ResultStorage,
@@ -21,10 +22,18 @@ from taskstash.store import (
 )
 
 if TYPE_CHECKING:
-    from taskstash.context import FlowRun, TaskRun
+    from taskstash.context import FlowRun
+    from taskstash.store.serializers import Serializer
     from taskstash.tasks import Task
 
-__all__ = ["index_lock_manager", "index_path", "lock_manager", "render_location", "resolve"]
+__all__ = [
+    "index_lock_manager",
+    "index_path",
+    "inherit_results",
+    "lock_manager",
+    "render_location",
+    "resolve",
+]
 
 
 def resolve(
@@ -39,6 +48,21 @@ def resolve(
     storage = resolve_storage(task.result_storage, current.local_storage_path)
     task.resolved = (current, store, storage)
     return task.resolved
+
+
+def inherit_results(
+    task: Task[Any, Any],
+    flow_run: FlowRun,
+    storage: ResultStorage,
+    serializer: Serializer,
+    current: settings.Settings,
+) -> tuple[ResultStorage, Serializer]:
+    """The storage and serializer of a call in `flow_run`: the flow's, where the task sets none."""
+    if task.result_storage is None and flow_run.result_storage is not None:
+        storage = resolve_storage(flow_run.result_storage, current.local_storage_path)
+    if task.result_serializer is None and flow_run.result_serializer is not None:
+        serializer = flow_run.result_serializer
+    return storage, serializer
 
 
 _index_paths: dict[object, Path] = {}
@@ -58,33 +82,22 @@ def index_path(task: Task[Any, Any]) -> Path:
     return path
 
 
-def render_location(
-    task: Task[Any, Any],
-    key: str,
-    parameters: dict[str, Any],
-    task_run: TaskRun,
-    flow_run: FlowRun | None,
-) -> str:
+def render_location(task: Task[Any, Any], key: str, components: list[tuple[str, str]]) -> str:
     """Where in its storage a call's result file goes: `ab/abcdef...` or `result_storage_key`.
 
+    A rendered `result_storage_key` is the call's only component.
+
     Raises:
-        ValueError: The template cannot be rendered, or renders outside the storage.
+        ValueError: The rendered name would lead outside the storage.
     """
-    template = task.result_storage_key
-    if template is None:
+    if not isinstance(task.cache_policy, ResultStorageKeyPolicy):
         return default_location(key)
-    try:
-        rendered = template.format(parameters=parameters, task_run=task_run, flow_run=flow_run)
-    except (KeyError, IndexError, AttributeError) as exc:
-        raise ValueError(
-            f"result_storage_key {template!r} of task {task.name!r} cannot be rendered: "
-            f"{type(exc).__name__}: {exc}; its fields are parameters, task_run and flow_run"
-        ) from None
+    rendered = components[0][1]
     try:
         return check_location(rendered)
     except ValueError as exc:
         raise ValueError(
-            f"result_storage_key {template!r} of task {task.name!r} rendered to "
+            f"result_storage_key {task.result_storage_key!r} of task {task.name!r} rendered to "
             f"{rendered!r}, which is refused: {exc}"
         ) from None
 

@@ -21,7 +21,7 @@ from taskstash.cache import Cache
 from taskstash.context import TaskRun, TaskRunContext, current_flow_run
 from taskstash.destinations import index_path
 from taskstash.store import Record
-from taskstash.task_runs import key_of
+from taskstash.task_runs import key_of, why_uncached
 from taskstash.tasks import Task
 
 __all__ = ["Explanation", "explain"]
@@ -74,6 +74,9 @@ def explain(task: Task[Any, Any], /, *args: Any, **kwargs: Any) -> Explanation:
     parameters = task.bind(args, kwargs)
     flow_run = current_flow_run()
     task_run = TaskRun(task.name, flow_run.id if flow_run is not None else None)
+    uncached = why_uncached(task, flow_run, settings.current())
+    if uncached is not None:
+        return Explanation(task.name, None, {}, False, None, reason=uncached)
     if flow_run is None and task.keyed_by_run:
         return Explanation(
             task.name, None, {}, False, None, reason="RUN_ID outside a flow keys every call apart"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import os
 from collections.abc import Callable, Coroutine
 from typing import Any, Generic, Literal, ParamSpec, TypeVar, overload
 
@@ -18,6 +19,7 @@ from taskstash.context import FlowRun, inside_flow_run
 from taskstash.log import logger
 from taskstash.names import flow_run_name
 from taskstash.states import Completed, Failed, State
+from taskstash.store.serializers import Serializer, resolve_serializer
 
 __all__ = ["Flow", "flow"]
 
@@ -32,14 +34,33 @@ class Flow(Generic[P, R]):
     __name__: str
     __qualname__: str
 
-    def __init__(self, fn: Callable[P, R], *, name: str | None = None) -> None:
+    def __init__(
+        self,
+        fn: Callable[P, R],
+        *,
+        name: str | None = None,
+        persist_result: bool | None = None,
+        result_storage: str | os.PathLike[str] | Any | None = None,
+        result_serializer: str | Serializer | None = None,
+    ) -> None:
         if not callable(fn):
             raise TypeError(f"@flow needs a function, got {fn!r}")
+        if persist_result is not None and not isinstance(persist_result, bool):
+            raise TypeError(f"persist_result must be True, False or None, not {persist_result!r}")
         self.fn = fn
         functools.update_wrapper(self, fn)
         self.name = name or getattr(fn, "__name__", "flow").replace("_", "-")
         self.is_async = inspect.iscoroutinefunction(fn)
         self.signature = inspect.signature(fn)
+        self.persist_result = persist_result
+        """For the tasks called in its runs that leave theirs unset (None: they decide)."""
+        self.result_storage = result_storage
+        """For the tasks called in its runs that set none (None: theirs, or the default)."""
+        self.result_serializer = result_serializer
+        """For the tasks called in its runs that set none (None: theirs, or cloudpickle)."""
+        self._serializer = (
+            None if result_serializer is None else resolve_serializer(result_serializer)
+        )
 
     @overload
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R: ...
@@ -98,6 +119,9 @@ class Flow(Generic[P, R]):
             name=flow_run_name(),
             parameters=dict(bound.arguments),
             is_async=self.is_async,
+            persist_result=self.persist_result,
+            result_storage=self.result_storage,
+            result_serializer=self._serializer,
         )
         logger.info(
             "Flow run %r - Beginning flow run %r for flow %r", run.name, run.name, self.name
@@ -116,23 +140,37 @@ class Flow(Generic[P, R]):
 @overload
 def flow(fn: Callable[P, R], /) -> Flow[P, R]: ...
 @overload
-def flow(*, name: str | None = None) -> Callable[[Callable[P, R]], Flow[P, R]]: ...
 def flow(
-    fn: Callable[P, R] | None = None, /, *, name: str | None = None
+    *,
+    name: str | None = None,
+    persist_result: bool | None = None,
+    result_storage: str | os.PathLike[str] | Any | None = None,
+    result_serializer: str | Serializer | None = None,
+) -> Callable[[Callable[P, R]], Flow[P, R]]: ...
+def flow(
+    fn: Callable[P, R] | None = None, /, **options: Any
 ) -> Flow[P, R] | Callable[[Callable[P, R]], Flow[P, R]]:
     """Makes a function a flow: `@flow` or `@flow(name="my-flow")`.
 
+    The result options apply to the tasks called in the flow's runs that do not set their own,
+    as in Prefect.
+
     Args:
         fn: The function (when used as `@flow` without parentheses).
-        name: The flow's name in logs (default: the function's name with `-` for `_`).
+        **options: Any of:
+            name: The flow's name in logs (default: the function's name with `-` for `_`).
+            persist_result: True caches the calls of the tasks that leave `persist_result`
+                unset (with their DEFAULT policy); False runs them uncached.
+            result_storage: Where those tasks' result files go (as `task`'s option).
+            result_serializer: What serializes those tasks' results (as `task`'s option).
 
     Returns:
         The flow, or a decorator that makes one.
     """
     if fn is not None:
-        return Flow(fn, name=name)
+        return Flow(fn, **options)
 
     def decorate(function: Callable[P, R]) -> Flow[P, R]:
-        return Flow(function, name=name)
+        return Flow(function, **options)
 
     return decorate

@@ -15,6 +15,9 @@ reads them again unconditionally. Unset variables take the defaults below.
 | `TASKSTASH_SIGNING_KEY` | unset | sign result files (HMAC-SHA256) and load only signed ones |
 | `TASKSTASH_MAX_SIZE` | unset | most bytes of results to keep (`500MB`, `2GiB`); LRU out first |
 | `TASKSTASH_RECORD_PARAMETERS` | `true` | keep a short text of each call's arguments |
+| `TASKSTASH_TASKS_DISABLE_CACHING` | `false` | run every task uncached |
+| `TASKSTASH_TASKS_DEFAULT_NO_CACHE` | `false` | run uncached the tasks given no policy or key fn |
+| `TASKSTASH_RESULTS_PERSIST_BY_DEFAULT` | `false` | cache tasks leaving `persist_result` unset |
 
 A value that means nothing (`TASKSTASH_LOGGING_LEVEL=quiet`) never breaks `import taskstash` nor
 a call: its default is used, and a warning of the `taskstash` logger names the variable, its value
@@ -55,6 +58,10 @@ class Settings:
         max_size: The most bytes of results the index may hold; None for no limit.
         record_parameters: Keep a short text of each call's arguments in its record (and
             result header); off for inputs too sensitive to be shown by `taskstash ls`.
+        tasks_disable_caching: Run every task uncached, whatever its policy.
+        tasks_default_no_cache: Run uncached the tasks given no cache policy or key function.
+        results_persist_by_default: Cache the calls of tasks whose `persist_result` is left
+            unset (with their DEFAULT policy), outside flows and in flows that leave it unset.
         problems: What is wrong with each variable whose value means nothing and was replaced
             by its default: the variable, its value, the values allowed and the default.
     """
@@ -67,6 +74,9 @@ class Settings:
     signing_key: bytes | None = field(default=None, repr=False)
     max_size: int | None = None
     record_parameters: bool = True
+    tasks_disable_caching: bool = False
+    tasks_default_no_cache: bool = False
+    results_persist_by_default: bool = False
     problems: tuple[str, ...] = ()
 
     @classmethod
@@ -86,6 +96,9 @@ class Settings:
             signing_key=_signing_key(),
             max_size=_max_size(problems),
             record_parameters=_flag("TASKSTASH_RECORD_PARAMETERS", problems, default=True),
+            tasks_disable_caching=_flag("TASKSTASH_TASKS_DISABLE_CACHING", problems),
+            tasks_default_no_cache=_flag("TASKSTASH_TASKS_DEFAULT_NO_CACHE", problems),
+            results_persist_by_default=_flag("TASKSTASH_RESULTS_PERSIST_BY_DEFAULT", problems),
             problems=tuple(problems),
         )
 
@@ -169,6 +182,9 @@ _NAMES = (
     "TASKSTASH_SIGNING_KEY",
     "TASKSTASH_MAX_SIZE",
     "TASKSTASH_RECORD_PARAMETERS",
+    "TASKSTASH_TASKS_DISABLE_CACHING",
+    "TASKSTASH_TASKS_DEFAULT_NO_CACHE",
+    "TASKSTASH_RESULTS_PERSIST_BY_DEFAULT",
     "HOME",  # the default TASKSTASH_HOME is ~/.taskstash
 )
 _ENVIRON_DATA = getattr(os.environ, "_data", None)

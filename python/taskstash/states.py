@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Generic, TypeVar
+from typing import ClassVar, Generic, TypeVar
 
 __all__ = ["Cached", "Completed", "Failed", "State"]
 
@@ -10,9 +10,14 @@ R = TypeVar("R")
 
 
 class State(Generic[R]):
-    """How a run ended. `result()` gives its value or raises its exception."""
+    """How a run ended. `result()` gives its value or raises its exception.
+
+    Attributes:
+        name: `"Completed"`, `"Cached"` or `"Failed"`, as Prefect's states are named.
+    """
 
     __slots__ = ("_exception", "_value")
+    name: ClassVar[str] = ""
 
     def __init__(self, value: R | None = None, exception: BaseException | None = None) -> None:
         self._value = value
@@ -45,6 +50,7 @@ class Completed(State[R]):
     """The body ran and returned."""
 
     __slots__ = ()
+    name: ClassVar[str] = "Completed"
 
     def __repr__(self) -> str:
         return "Completed()"
@@ -54,6 +60,7 @@ class Cached(State[R]):
     """The value came from the cache; the body did not run."""
 
     __slots__ = ()
+    name: ClassVar[str] = "Cached"
 
     def is_cached(self) -> bool:
         """Always true."""
@@ -67,6 +74,7 @@ class Failed(State[R]):
     """The body raised; `result()` raises the same exception."""
 
     __slots__ = ()
+    name: ClassVar[str] = "Failed"
 
     def __init__(self, exception: BaseException) -> None:
         super().__init__(None, exception)

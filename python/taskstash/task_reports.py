@@ -18,7 +18,14 @@ if TYPE_CHECKING:
     from taskstash.context import FlowRun, TaskRun
     from taskstash.tasks import Task
 
-__all__ = ["log_finished", "log_hit", "warn_index_unusable", "warn_once", "warn_unhashable"]
+__all__ = [
+    "log_finished",
+    "log_hit",
+    "warn_index_unusable",
+    "warn_key_fn_failed",
+    "warn_once",
+    "warn_unhashable",
+]
 
 
 def log_hit(task_run: TaskRun, flow_run: FlowRun | None) -> None:
@@ -67,3 +74,16 @@ def warn_unhashable(task: Task[Any, Any], parameters: dict[str, Any], error: Has
         remedy = "give the task a cache_key_fn, or use cache_policy=NO_CACHE"
         what = f"a value in its cache key cannot be hashed ({error})"
     warn_once(task, f"hash:{argument}", f"{what}, so this call runs uncached; {remedy}")
+
+
+def warn_key_fn_failed(task: Task[Any, Any], key_fn: object, error: Exception) -> None:
+    """The task's `cache_key_fn` raised: the call runs uncached."""
+    module = getattr(key_fn, "__module__", None)
+    qualname = getattr(key_fn, "__qualname__", None) or repr(key_fn)
+    name = f"{module}.{qualname}" if module else qualname
+    warn_once(
+        task,
+        "cache_key_fn",
+        f"its cache_key_fn {name} raised {type(error).__name__}: {error}, so this call runs "
+        "uncached",
+    )

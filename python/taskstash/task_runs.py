@@ -16,7 +16,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Final
 
 from taskstash import settings
-from taskstash.cache_policies import CacheKeyFnPolicy
+from taskstash.cache_policies import CacheKeyFnPolicy, ResultStorageKeyPolicy
 from taskstash.context import (
     FlowRun,
     TaskRun,
@@ -25,7 +25,7 @@ from taskstash.context import (
     holding_lock,
     lock_holder,
 )
-from taskstash.destinations import lock_manager, render_location, resolve
+from taskstash.destinations import inherit_results, lock_manager, render_location, resolve
 from taskstash.exceptions import (
     CacheCorruptedError,
     HashingError,
@@ -42,6 +42,7 @@ from taskstash.states import Cached, Completed, Failed
 from taskstash.store import (
     Payload,
     ResultStorage,
+    Serializer,
     Staged,
     Store,
     load_value,
@@ -52,6 +53,7 @@ from taskstash.task_reports import (
     log_finished,
     log_hit,
     warn_index_unusable,
+    warn_key_fn_failed,
     warn_once,
     warn_unhashable,
 )
@@ -61,7 +63,7 @@ from taskstash.transactions import IsolationLevel, Transaction, get_transaction
 if TYPE_CHECKING:
     from taskstash.tasks import Task
 
-__all__ = ["key_of", "run", "run_async", "start"]
+__all__ = ["key_of", "run", "run_async", "start", "why_uncached"]
 
 # Inside a flow every task run is reported, as a flow's log; outside one a task is just a cached
 # function call, reported only at DEBUG (see `taskstash.task_reports`).
@@ -96,6 +98,7 @@ class _Destination:
     store: Store
     storage: ResultStorage
     location: str
+    serializer: Serializer
 
 
 def run(task: Task[Any, Any], call: _Call, return_state: bool) -> Any:
@@ -281,6 +284,7 @@ def _look_again(call: _Call) -> object:
         call.task,
         destination.store,
         destination.storage,
+        destination.serializer,
         destination.key,
         call.task_run,
         call.flow_run,
@@ -296,14 +300,22 @@ def start(task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -
     flow_run = current_flow_run()
     parameters = task.bind(args, kwargs)
     task_run = TaskRun(task.name, flow_run.id if flow_run is not None else None)
+    current = settings.current()
     keyed = None
     # Outside a flow, RUN_ID makes every call unique: such a record could never be hit again.
-    if flow_run is not None or not task.keyed_by_run:
+    if (flow_run is not None or not task.keyed_by_run) and (
+        # A task that persists, with no switch set, is decided by three attribute reads.
+        (
+            task.persist_result is True
+            and not current.tasks_disable_caching
+            and not current.tasks_default_no_cache
+        )
+        or why_uncached(task, flow_run, current) is None
+    ):
         keyed = _key(task, parameters, flow_run, task_run)
     if keyed is None:
         return False, _Call(task, args, kwargs, parameters, flow_run, task_run, None)
     key, components = keyed
-    current = settings.current()
     refresh = task.refresh_cache
     if refresh is None:
         refresh = current.tasks_refresh_cache
@@ -312,16 +324,21 @@ def start(task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -
         if resolved is None or resolved[0] is not current:
             resolved = resolve(task, current)
         store, storage = resolved[1], resolved[2]
+        serializer = task.serializer
+        if flow_run is not None and (
+            flow_run.result_storage is not None or flow_run.result_serializer is not None
+        ):
+            storage, serializer = inherit_results(task, flow_run, storage, serializer, current)
         if not refresh:
-            value = _find(task, store, storage, key, task_run, flow_run)
+            value = _find(task, store, storage, serializer, key, task_run, flow_run)
             if value is not MISSING:
                 return True, value
     except _INDEX_ERRORS as exc:  # a damaged or unreachable index must not fail the call
         warn_index_unusable(task, exc)
         return False, _Call(task, args, kwargs, parameters, flow_run, task_run, None)
     call = _Call(task, args, kwargs, parameters, flow_run, task_run, None, refresh)
-    location = render_location(task, key, parameters, task_run, flow_run)
-    call.record = _Destination(key, dict(components), store, storage, location)
+    location = render_location(task, key, components)
+    call.record = _Destination(key, dict(components), store, storage, location, serializer)
     isolation: str | None = task.cache_policy.isolation_level
     if isolation is None:
         # As in Prefect, a task whose policy names no level takes its transaction's.
@@ -332,10 +349,39 @@ def start(task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -
     return False, call
 
 
+def why_uncached(
+    task: Task[Any, Any], flow_run: FlowRun | None, current: settings.Settings
+) -> str | None:
+    """Why the task's calls are not cached now (under these settings, in this flow run), or None.
+
+    A task's own `persist_result` decides, else the flow run's, else
+    `TASKSTASH_RESULTS_PERSIST_BY_DEFAULT`; `TASKSTASH_TASKS_DISABLE_CACHING` turns every task
+    off, `TASKSTASH_TASKS_DEFAULT_NO_CACHE` those given no policy or key function.
+    """
+    if current.tasks_disable_caching:
+        return "TASKSTASH_TASKS_DISABLE_CACHING is set"
+    persist = task.persist_result
+    if persist is None:
+        persist = flow_run.persist_result if flow_run is not None else None
+        if persist is False:
+            return "its flow has persist_result=False"
+        if persist is None and not current.results_persist_by_default:
+            return (
+                "it sets no cache policy, key function, result option or persist_result, and "
+                "neither its flow nor TASKSTASH_RESULTS_PERSIST_BY_DEFAULT turns caching on"
+            )
+    elif not persist:
+        return "it has persist_result=False"
+    if current.tasks_default_no_cache and not task.keys_chosen:
+        return "TASKSTASH_TASKS_DEFAULT_NO_CACHE is set and it has no policy or key function"
+    return None
+
+
 def _find(
     task: Task[Any, Any],
     store: Store,
     storage: ResultStorage,
+    serializer: Serializer,
     key: str,
     task_run: TaskRun,
     flow_run: FlowRun | None,
@@ -345,7 +391,7 @@ def _find(
     fetched = store.fetch(key, now, storage, remember=task.cache_result_in_memory)
     if fetched is None:
         return MISSING
-    value = _decode(task, key, fetched[0], fetched[1])
+    value = _decode(task, serializer, key, fetched[0], fetched[1])
     if value is MISSING:
         return MISSING
     store.note_hit(key, now)
@@ -366,6 +412,12 @@ def _key(
     except HashingError as error:
         warn_unhashable(task, parameters, error)
         return None
+    except Exception as error:
+        key_fn = getattr(task.cache_policy, "cache_key_fn", None)
+        if key_fn is None:
+            raise
+        warn_key_fn_failed(task, key_fn, error)
+        return None
 
 
 def key_of(
@@ -385,13 +437,17 @@ def key_of(
     if isinstance(policy, CacheKeyFnPolicy):
         # The key function's key is the user's own, shared by every task that returns it.
         return hash_objects("cache_key_fn", components[0][1]), components
+    if isinstance(policy, ResultStorageKeyPolicy):
+        # So is a rendered result_storage_key: the name the user gave the record.
+        return hash_objects("result_storage_key", components[0][1]), components
     return hash_objects("task", task.identity, components), components
 
 
-def _decode(task: Task[Any, Any], key: str, payload: Payload, serializer_name: str) -> object:
+def _decode(
+    task: Task[Any, Any], serializer: Serializer, key: str, payload: Payload, serializer_name: str
+) -> object:
     """The stored value, or MISSING if it cannot be deserialized (warned once per task)."""
     try:
-        serializer = task.serializer
         if serializer_name != serializer.name:
             serializer = resolve_serializer(serializer_name)
         elif type(payload) is memoryview:
@@ -448,7 +504,7 @@ def _stage(
         return destination.store.stage_value(
             destination.key,
             value,
-            task.serializer,
+            destination.serializer,
             destination.storage,
             destination.location,
             task_name=task.name,
@@ -466,8 +522,8 @@ def _stage(
             task,
             "serialize",
             f"its result ({type(value).__module__}.{type(value).__qualname__}) cannot be "
-            f"serialized with {task.serializer.name!r} ({type(exc).__name__}: {exc}), so it is "
-            "returned but not cached; choose another result_serializer",
+            f"serialized with {destination.serializer.name!r} ({type(exc).__name__}: {exc}), so "
+            "it is returned but not cached; choose another result_serializer",
         )
     except ResultTooLargeError as exc:
         warn_once(

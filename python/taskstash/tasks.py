@@ -11,50 +11,34 @@ carried out by `taskstash.task_runs`.
 
 from __future__ import annotations
 
+import copy
 import datetime
 import functools
 import inspect
 import os
-import warnings
 from collections.abc import Callable, Coroutine
-from typing import Any, Generic, Literal, ParamSpec, TypeVar, cast, overload
+from typing import Any, Concatenate, Generic, Literal, ParamSpec, TypeVar, overload
 
 from taskstash import task_runs
-from taskstash.cache_policies import (
-    DEFAULT,
-    NO_CACHE,
-    CacheKeyFn,
-    CacheKeyFnPolicy,
-    CachePolicy,
-    keyed_by_run_id,
-)
-from taskstash.context import current_flow_run
+from taskstash.cache_policies import CacheKeyFn, CachePolicy, keyed_by_run_id
+from taskstash.context import TaskRunContext, current_flow_run
+from taskstash.exceptions import HashingError
+from taskstash.hashing import hash_objects
 from taskstash.hashing.source import function_source_key
 from taskstash.identity import qualified_name, task_identity
 from taskstash.states import Cached, State
 from taskstash.store.serializers import Serializer, resolve_serializer
+from taskstash.task_options import UNSET, TaskstashWarning, check_options, resolve_caching
+from taskstash.task_reports import warn_unhashable
 from taskstash.tracebacks import without_our_frames
 from taskstash.transactions import Hook
 
-__all__ = ["Task", "TaskstashWarning", "task"]
+__all__ = ["Task", "TaskstashWarning", "task", "task_input_hash"]
 
 P = ParamSpec("P")
+Q = ParamSpec("Q")
 R = TypeVar("R")
 T = TypeVar("T")
-
-
-class TaskstashWarning(UserWarning):
-    """A task is configured in a way that does not do what it seems to."""
-
-
-class _Unset:
-    """Marks an option the user did not give, as opposed to one given as None."""
-
-    def __repr__(self) -> str:
-        return "<unset>"
-
-
-UNSET: Any = _Unset()
 
 
 class Task(Generic[P, R]):
@@ -78,9 +62,16 @@ class Task(Generic[P, R]):
         result_serializer: str | Serializer | None = None,
         cache_result_in_memory: bool = True,
     ) -> None:
+        self.method_kind: Literal["", "classmethod", "staticmethod"] = ""
+        """How the task binds when read from a class or instance (see `__get__`)."""
+        if isinstance(fn, classmethod | staticmethod):  # `@task` above `@classmethod`
+            self.method_kind = "classmethod" if isinstance(fn, classmethod) else "staticmethod"
+            fn = fn.__func__
         if not callable(fn):
             raise TypeError(f"@task needs a function, got {fn!r}")
         self.fn = fn
+        self.bound: tuple[Task[Any, R], object] | None = None
+        """The unbound task and the instance (or class) a method task was read from."""
         functools.update_wrapper(self, fn)
         self.name: str = name or str(getattr(fn, "__name__", type(fn).__name__))
         self.qualified_name = qualified_name(fn)
@@ -103,15 +94,28 @@ class Task(Generic[P, R]):
             "result_serializer": result_serializer,
             "cache_result_in_memory": cache_result_in_memory,
         }
-        _check_options(self._options)
-        self.cache_policy = _effective_policy(cache_policy, cache_key_fn, persist_result)
+        check_options(self._options)
+        self.cache_policy, self.persist_result = resolve_caching(self._options)
+        """The policy that keys the calls that are cached, and whether they are: True or False,
+        or None when no option decides (the flow run's `persist_result` does, or else
+        `TASKSTASH_RESULTS_PERSIST_BY_DEFAULT`)."""
+        self.keys_chosen = cache_key_fn is not None or (
+            cache_policy is not UNSET and cache_policy is not None
+        )
+        """Whether a policy or key function was given (`TASKSTASH_TASKS_DEFAULT_NO_CACHE` does
+        not apply then)."""
         self.keyed_by_run = keyed_by_run_id(self.cache_policy)
         """Whether the key includes RUN_ID, which outside a flow makes every call unique."""
+        self.cache_key_fn = cache_key_fn
         self.cache_expiration = cache_expiration
         self.refresh_cache = refresh_cache
         self.result_storage = result_storage
+        """As given; None for the flow run's, or else `TASKSTASH_LOCAL_STORAGE_PATH`."""
         self.result_storage_key = result_storage_key
+        self.result_serializer = result_serializer
+        """As given; None for the flow run's, or else cloudpickle."""
         self.serializer = resolve_serializer(result_serializer or "cloudpickle")
+        """The serializer of `result_serializer` (cloudpickle when it is None)."""
         self.cache_result_in_memory = cache_result_in_memory
         self.warned: set[str] = set()
         """Causes already warned about, so each is logged once per task, not once per call."""
@@ -156,15 +160,41 @@ class Task(Generic[P, R]):
         unknown = set(options) - set(self._options)
         if unknown:
             raise TypeError(f"unknown task option(s): {', '.join(sorted(unknown))}")
-        copy = Task(self.fn, **{**self._options, **options})
+        changed = Task(self.fn, **{**self._options, **options})
         # The same function, so the same code and closure as captured when this task was made
         # (a closed-over object may have changed state since, which must not change the key).
-        copy.source_key = self.source_key
-        if copy.name == self.name:
-            copy.identity = self.identity
-        copy.on_commit_hooks = list(self.on_commit_hooks)
-        copy.on_rollback_hooks = list(self.on_rollback_hooks)
-        return copy
+        changed.source_key = self.source_key
+        changed.method_kind = self.method_kind
+        if changed.name == self.name:
+            changed.identity = self.identity
+        changed.on_commit_hooks = list(self.on_commit_hooks)
+        changed.on_rollback_hooks = list(self.on_rollback_hooks)
+        return changed if self.bound is None else changed._bind(self.bound[1])
+
+    @overload
+    def __get__(self, instance: None, owner: type[Any] | None = None) -> Task[P, R]: ...
+    @overload
+    def __get__(
+        self: Task[Concatenate[T, Q], R], instance: T, owner: type[Any] | None = None
+    ) -> Task[Q, R]: ...
+    def __get__(self, instance: object, owner: type[Any] | None = None) -> Task[Any, R]:
+        """A method task read from an instance binds to it, as a function does.
+
+        `Foo(1).add(5)` calls the function with `self` first, and `self` is one of the inputs
+        (hashed by value, so equal instances share records). Read from the class, the task is
+        itself (`Foo.add(foo, 5)`); a classmethod task binds to the class, a staticmethod task
+        never binds.
+        """
+        if self.method_kind == "classmethod":
+            return self._bind(owner if owner is not None else type(instance))
+        if instance is None or self.method_kind == "staticmethod":
+            return self
+        return self._bind(instance)
+
+    def _bind(self, subject: object) -> Task[Any, R]:
+        bound = copy.copy(self)
+        bound.bound = (self, subject)
+        return bound
 
     # Keyword-only `return_state` between `*args: P.args` and `**kwargs: P.kwargs` is outside
     # PEP 612, so mypy flags these definitions; callers still get the right types from them.
@@ -189,6 +219,10 @@ class Task(Generic[P, R]):
         With `return_state=True`, returns the run's `State` (`Completed`, `Cached` or `Failed`)
         instead of its value, and does not raise the task's exception (`state.result()` does).
         """
+        if self.bound is not None:
+            # The unbound task runs it: one task, one set of warnings and resolved settings.
+            task, subject = self.bound
+            return task(subject, *args, return_state=return_state, **kwargs)
         if self.is_async:
             running = task_runs.run_async(self, args, kwargs, return_state=return_state)
             flow_run = current_flow_run()
@@ -209,6 +243,32 @@ class Task(Generic[P, R]):
 
     def __repr__(self) -> str:
         return f"Task({self.qualified_name})"
+
+
+def task_input_hash(context: TaskRunContext, arguments: dict[str, Any]) -> str | None:
+    """A `cache_key_fn` keying a call by its task and its arguments, as Prefect's does.
+
+    `@task(cache_key_fn=task_input_hash)` caches calls of the same task, with the same code,
+    given the same arguments: the key hashes the task's identity, its function's source and the
+    arguments with taskstash's hasher, so it is the same in every process.
+
+    Args:
+        context: The call's context (`context.task` is the task).
+        arguments: The call's arguments by parameter name.
+
+    Returns:
+        The key; None (the call is not cached) if an argument has no canonical form, which is
+        warned about once per task.
+    """
+    task = context.task
+    # Prefect's version follows `task.fn` when it is replaced; the source key captured at
+    # decoration is reused while it is not.
+    source_key = task.source_key if task.fn is task.__wrapped__ else function_source_key(task.fn)
+    try:
+        return hash_objects("task_input_hash", task.identity, source_key, **arguments)
+    except HashingError as error:
+        warn_unhashable(task, arguments, error)
+        return None
 
 
 def _run_to_completion(coroutine: Coroutine[Any, Any, T]) -> T:
@@ -271,62 +331,6 @@ class _Binder:
         return full.arguments
 
 
-def _check_options(options: dict[str, Any]) -> None:
-    expiration = options["cache_expiration"]
-    if expiration is not None and not isinstance(expiration, datetime.timedelta):
-        raise TypeError(f"cache_expiration must be a datetime.timedelta, not {expiration!r}")
-    if expiration is not None and expiration.total_seconds() <= 0:
-        raise ValueError(f"cache_expiration must be positive, not {expiration}")
-    policy = options["cache_policy"]
-    if policy is not UNSET and policy is not None and not isinstance(policy, CachePolicy):
-        raise TypeError(f"cache_policy must be a CachePolicy, not {policy!r}")
-    key_fn = options["cache_key_fn"]
-    if key_fn is not None and not callable(key_fn):
-        raise TypeError(f"cache_key_fn must be callable, not {key_fn!r}")
-    for flag in ("refresh_cache", "persist_result"):
-        if options[flag] is not None and not isinstance(options[flag], bool):
-            raise TypeError(f"{flag} must be True, False or None, not {options[flag]!r}")
-    template = options["result_storage_key"]
-    if template is not None and not isinstance(template, str):
-        raise TypeError(f"result_storage_key must be a str template, not {template!r}")
-
-
-def _effective_policy(
-    cache_policy: CachePolicy | None,
-    cache_key_fn: CacheKeyFn | None,
-    persist_result: bool | None,
-) -> CachePolicy:
-    """Which policy keys the calls.
-
-    A key function beats a policy; a bare task does not cache; `persist_result=True` alone means
-    DEFAULT; `persist_result=False` turns caching off.
-    """
-    given = cache_policy is not UNSET and cache_policy is not None
-    if cache_key_fn is not None:
-        if given and cache_policy is not NO_CACHE:
-            warnings.warn(
-                "both cache_key_fn and cache_policy are given; cache_key_fn gives the key and "
-                "the policy is ignored",
-                TaskstashWarning,
-                stacklevel=4,
-            )
-        policy: CachePolicy = CacheKeyFnPolicy(cache_key_fn=cache_key_fn)
-    elif given:
-        policy = cast(CachePolicy, cache_policy)
-    elif persist_result:
-        policy = DEFAULT
-    else:
-        policy = NO_CACHE
-    if persist_result is False and policy is not NO_CACHE:
-        warnings.warn(
-            "persist_result=False turns caching off, so the cache policy is ignored",
-            TaskstashWarning,
-            stacklevel=4,
-        )
-        return NO_CACHE
-    return policy
-
-
 @overload
 def task(fn: Callable[P, R], /) -> Task[P, R]: ...
 @overload
@@ -348,27 +352,37 @@ def task(
 ) -> Task[P, R] | Callable[[Callable[P, R]], Task[P, R]]:
     """Makes a function a task: `@task` or `@task(...)`.
 
-    A bare `@task` does not cache. A cache policy, a key function or `persist_result=True` turns
-    caching on.
+    A bare `@task` does not cache. A cache policy, a key function, a result option
+    (`result_storage`, `result_storage_key`, `result_serializer`) or `persist_result=True` turns
+    caching on; so do a flow's `persist_result=True` and `TASKSTASH_RESULTS_PERSIST_BY_DEFAULT`
+    for the tasks that leave `persist_result` unset. On a method, the task binds to the
+    instance (`self` is one of its inputs); it also works under `@classmethod` and
+    `@staticmethod`.
 
     Args:
         fn: The function (when used as `@task` without parentheses).
         **options: Any of:
             name: The task's name in logs and in the index (default: the function's name).
-            cache_policy: What the cache key is made of (`taskstash.cache_policies`).
+            cache_policy: What the cache key is made of (`taskstash.cache_policies`); DEFAULT
+                when none is given.
             cache_key_fn: `f(context, parameters) -> str | None` giving the key itself; it takes
-                precedence over `cache_policy`. None means "do not cache this call".
-            cache_expiration: How long a record stays valid (`datetime.timedelta`).
+                precedence over `cache_policy`. None means "do not cache this call"; if it
+                raises, the call runs uncached (warned once per task).
+            cache_expiration: How long a record stays valid (`datetime.timedelta`); zero or
+                negative makes every record stale at once.
             refresh_cache: True always runs and overwrites the record; None follows
                 `TASKSTASH_TASKS_REFRESH_CACHE`; False reads records even when that is set.
-            persist_result: True caches with DEFAULT when no policy is given; False turns
-                caching off.
+            persist_result: True caches (with DEFAULT when no policy is given); False turns
+                caching off; None (unset) leaves it to the options above, the flow run and
+                `TASKSTASH_RESULTS_PERSIST_BY_DEFAULT`.
             result_storage: Where result files go: a path, an fsspec URL (`s3://bucket/prefix`,
-                `memory://x`) or an fsspec filesystem (default `TASKSTASH_LOCAL_STORAGE_PATH`).
-            result_storage_key: A file name template under the storage, such as
-                `"{parameters[x]}-bar"` (fields: `parameters`, `task_run`, `flow_run`).
-            result_serializer: `"cloudpickle"` (default), `"pickle"`, `"json"`, or an object
-                with `dumps`/`loads`.
+                `memory://x`) or an fsspec filesystem (default: the flow's, else
+                `TASKSTASH_LOCAL_STORAGE_PATH`).
+            result_storage_key: A template such as `"{parameters[x]}-bar"` (fields:
+                `parameters`, `task_run`, `flow_run`); rendered for a call, it is the call's
+                cache key (over any policy or key function) and its file's name.
+            result_serializer: `"cloudpickle"` (default, unless the flow sets one), `"pickle"`,
+                `"json"`, or an object with `dumps`/`loads`.
             cache_result_in_memory: Keep results in this process too, so repeated hits skip
                 the index and files (default True).
 
