@@ -105,8 +105,9 @@ def test_killed_between_the_file_and_the_index_row(taskstash_home: Path) -> None
         blocker.execute("ROLLBACK")
         blocker.close()
     assert rows(current.index_path) == 1  # the killed call's row never committed
-    # The orphan file is not trusted without its row: the next call computes and records it.
-    assert run_to_end("plain", 20).split() == ["computing", "returned", "20", "x"]
+    # The file was renamed into place whole: the next call adopts it (checked) instead of
+    # computing again, as it would a record another machine stored.
+    assert run_to_end("plain", 20).split() == ["returned", "20", "x"]
     assert rows(current.index_path) == 2
     assert run_to_end("plain", 20).split() == ["returned", "20", "x"]
 

@@ -29,6 +29,7 @@ __all__ = ["FsspecStorage"]
 _OBJECT_STORES: Final = frozenset(
     {"s3", "s3a", "gs", "gcs", "abfs", "abfss", "az", "adl", "oci", "oss", "r2", "b2", "tos"}
 )
+_S3: Final = frozenset({"s3", "s3a"})
 _SLICE: Final = 8 << 20
 _SPOOL_IN_MEMORY: Final = 8 << 20
 # Objects up to this size go up in a single request; larger ones as a multipart upload.
@@ -66,6 +67,9 @@ class FsspecStorage(ResultStorage):
         else:
             self.url = fs.unstrip_protocol(self.root)
         self._in_place = not _OBJECT_STORES.isdisjoint(_protocols(fs))
+        # s3fs asks for an object's size (a HEAD) before reading it unless told to read it in
+        # one GET: a hit costs one request, a miss one small one.
+        self._cat_options = {"max_concurrency": 1} if _S3.intersection(_protocols(fs)) else {}
 
     def path(self, location: str) -> str:
         """The path of `location` on the filesystem."""
@@ -144,7 +148,7 @@ class FsspecStorage(ResultStorage):
 
     def read(self, location: str) -> bytes | memoryview | None:  # noqa: D102
         try:
-            data: bytes = self.fs.cat_file(self.path(location))
+            data: bytes = self.fs.cat_file(self.path(location), **self._cat_options)
         except FileNotFoundError:
             return None
         return data

@@ -22,6 +22,7 @@ from functools import partial
 
 from taskstash.exceptions import CorruptIndexError, CorruptResultError, ResultTooLargeError
 from taskstash.hashing import hash_bytes
+from taskstash.store.adoption import Absent, Adoption
 from taskstash.store.base import trust
 from taskstash.store.eviction import Removed, delete_records, evict_over, unlink_result
 from taskstash.store.hits import HIT_FLUSH_COUNT, HIT_FLUSH_SECONDS, HitCounter
@@ -53,7 +54,7 @@ __all__ = [
 _log = logging.getLogger("taskstash")
 
 
-class Store(ResultReads, HitCounter):
+class Store(ResultReads, Adoption, HitCounter):
     """The cache records of one index file, and access to their result files.
 
     Use `open_store` to share one `Store` per index file (and signing key) in a process. A
@@ -85,6 +86,7 @@ class Store(ResultReads, HitCounter):
         used records beyond it. None for no limit."""
         self._warned: set[tuple[str, str]] = set()
         self.memory = MemoryLayer()
+        self.absent = Absent()
         super().__init__()
 
     def __repr__(self) -> str:
@@ -270,6 +272,7 @@ class Store(ResultReads, HitCounter):
         for key, _ in evicted:
             self._forget(key)
         self._warned.discard(where)
+        self.absent.discard(where)
         return record
 
     def _where(self, key: str) -> tuple[str, str] | None:
