@@ -1,4 +1,8 @@
-"""Settings from `TASKSTASH_*` environment variables.
+"""Settings from `TASKSTASH_*` environment variables and the settings file.
+
+The settings file (`$TASKSTASH_HOME/config.toml`, or the file `TASKSTASH_CONFIG` names; see
+`taskstash.config_file`) holds the same settings, named in lower case without the prefix, and
+named storages; a variable that is set wins over the file. The file is read with the variables.
 
 `current()` reads them where they are used: it compares the variables with those it last read
 (a fraction of a microsecond) and reads them again when one changed, so setting
@@ -15,6 +19,7 @@ reads them again unconditionally. Unset variables take the defaults below.
 | `TASKSTASH_SIGNING_KEY` | unset | sign result files (HMAC-SHA256) and load only signed ones |
 | `TASKSTASH_MAX_SIZE` | unset | most bytes of results to keep (`500MB`, `2GiB`); LRU out first |
 | `TASKSTASH_RECORD_PARAMETERS` | `true` | keep a short text of each call's arguments |
+| `TASKSTASH_CONFIG` | `$TASKSTASH_HOME/config.toml` | the settings file |
 
 A value that means nothing (`TASKSTASH_LOGGING_LEVEL=quiet`) never breaks `import taskstash` nor
 a call: its default is used, and a warning of the `taskstash` logger names the variable, its value
@@ -26,8 +31,12 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from taskstash import config_file
+from taskstash.config_file import NamedStorage
 
 __all__ = ["Settings", "apply_logging_level", "current", "parse_size", "reload"]
 
@@ -57,6 +66,9 @@ class Settings:
             result header); off for inputs too sensitive to be shown by `taskstash ls`.
         problems: What is wrong with each variable whose value means nothing and was replaced
             by its default: the variable, its value, the values allowed and the default.
+        storages: The named storages of the settings file (`result_storage="NAME"`). Kept out
+            of `repr`: they may hold secrets.
+        config_path: The settings file (which may not exist).
     """
 
     home: Path
@@ -68,31 +80,37 @@ class Settings:
     max_size: int | None = None
     record_parameters: bool = True
     problems: tuple[str, ...] = ()
+    storages: Mapping[str, NamedStorage] = field(default_factory=dict, repr=False)
+    config_path: Path | None = None
 
     @classmethod
     def from_environment(cls) -> Settings:
-        """Reads the `TASKSTASH_*` variables; a bad value gets its default, and is in `problems`."""
-        env = os.environ
+        """Reads the variables and the settings file; a bad value gets its default (`problems`)."""
         problems: list[str] = []
-        home = Path(env.get("TASKSTASH_HOME") or Path.home() / ".taskstash").expanduser()
+        home = Path(os.environ.get("TASKSTASH_HOME") or Path.home() / ".taskstash").expanduser()
+        file = config_file.read(config_file.config_path(os.environ, home))
+        problems.extend(file.problems)
+        env = {**file.settings, **os.environ}
         storage = env.get("TASKSTASH_LOCAL_STORAGE_PATH")
         index = env.get("TASKSTASH_INDEX_PATH")
         return cls(
             home=home,
             local_storage_path=Path(storage).expanduser() if storage else home / "storage",
             index_path=Path(index).expanduser() if index else home / "index.db",
-            tasks_refresh_cache=_flag("TASKSTASH_TASKS_REFRESH_CACHE", problems),
-            logging_level=_level(problems),
-            signing_key=_signing_key(),
-            max_size=_max_size(problems),
-            record_parameters=_flag("TASKSTASH_RECORD_PARAMETERS", problems, default=True),
+            tasks_refresh_cache=_flag("TASKSTASH_TASKS_REFRESH_CACHE", problems, env),
+            logging_level=_level(problems, env),
+            signing_key=_signing_key(env),
+            max_size=_max_size(problems, env),
+            record_parameters=_flag("TASKSTASH_RECORD_PARAMETERS", problems, env, default=True),
             problems=tuple(problems),
+            storages=file.storages,
+            config_path=file.path,
         )
 
 
-def _signing_key() -> bytes | None:
+def _signing_key(env: Mapping[str, str]) -> bytes | None:
     # surrogateescape gives back the exact bytes of a variable that is not valid UTF-8.
-    key = os.environ.get("TASKSTASH_SIGNING_KEY", "").encode("utf-8", "surrogateescape")
+    key = env.get("TASKSTASH_SIGNING_KEY", "").encode("utf-8", "surrogateescape")
     return key or None
 
 
@@ -114,8 +132,8 @@ def parse_size(text: str) -> int:
     return int(float(number) * scale)
 
 
-def _max_size(problems: list[str]) -> int | None:
-    text = os.environ.get("TASKSTASH_MAX_SIZE", "").strip()
+def _max_size(problems: list[str], env: Mapping[str, str]) -> int | None:
+    text = env.get("TASKSTASH_MAX_SIZE", "").strip()
     if not text:
         return None
     try:
@@ -128,8 +146,8 @@ def _max_size(problems: list[str]) -> int | None:
         return None
 
 
-def _flag(name: str, problems: list[str], *, default: bool = False) -> bool:
-    value = os.environ.get(name, "").strip().lower()
+def _flag(name: str, problems: list[str], env: Mapping[str, str], *, default: bool = False) -> bool:
+    value = env.get(name, "").strip().lower()
     if not value:
         return default
     if value in _TRUE:
@@ -137,14 +155,13 @@ def _flag(name: str, problems: list[str], *, default: bool = False) -> bool:
     if value in _FALSE:
         return False
     problems.append(
-        f"{name}={os.environ[name]!r} is not a boolean "
-        f"(true or false; unset means {str(default).lower()})"
+        f"{name}={env[name]!r} is not a boolean (true or false; unset means {str(default).lower()})"
     )
     return default
 
 
-def _level(problems: list[str]) -> str:
-    text = os.environ.get("TASKSTASH_LOGGING_LEVEL", "").strip()
+def _level(problems: list[str], env: Mapping[str, str]) -> str:
+    text = env.get("TASKSTASH_LOGGING_LEVEL", "").strip()
     if not text:
         return _DEFAULT_LEVEL
     if text.upper() in _LEVELS:
@@ -169,6 +186,7 @@ _NAMES = (
     "TASKSTASH_SIGNING_KEY",
     "TASKSTASH_MAX_SIZE",
     "TASKSTASH_RECORD_PARAMETERS",
+    "TASKSTASH_CONFIG",
     "HOME",  # the default TASKSTASH_HOME is ~/.taskstash
 )
 _ENVIRON_DATA = getattr(os.environ, "_data", None)
