@@ -86,7 +86,7 @@ def read(path: Path) -> ConfigFile:
     """
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # no file (or no home) yet
         return ConfigFile(path)
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         return ConfigFile(path, problems=(f"settings file {path} is ignored: {exc}",))
