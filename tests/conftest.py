@@ -10,6 +10,7 @@ from pathlib import Path
 
 import hypothesis
 import pytest
+from s3_support import MotoServer, aws_environment, environment
 
 from taskstash import settings
 
@@ -37,3 +38,29 @@ def taskstash_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
     settings.reload()
     yield home
     settings.reload()
+
+
+@pytest.fixture(scope="session")
+def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
+    """moto's S3 server on loopback, started once for the tests that ask for it.
+
+    The AWS variables send every client (in this process and its subprocesses) to it.
+    """
+    home = tmp_path_factory.mktemp("moto")
+    server = MotoServer(home / "moto.log")
+    try:
+        with environment(aws_environment(server.endpoint, home)):
+            yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3(moto_server: MotoServer) -> Iterator[MotoServer]:
+    """The S3 server, emptied, with the buckets of `BUCKETS`; s3fs forgets what it cached."""
+    import s3fs
+
+    moto_server.reset()
+    s3fs.S3FileSystem.clear_instance_cache()
+    yield moto_server
+    s3fs.S3FileSystem.clear_instance_cache()

@@ -99,13 +99,15 @@ def test_killed_between_the_file_and_the_index_row(taskstash_home: Path) -> None
     try:
         child = spawn("plain", 20)
         wait_for(lambda: len(list(current.local_storage_path.rglob("*/*"))) == 2)
-        time.sleep(0.2)  # the file is renamed into place; the row is waiting for the lock
+        time.sleep(0.2)  # the file is written aside; its rename and row wait for the lock
         kill(child)
     finally:
         blocker.execute("ROLLBACK")
         blocker.close()
     assert rows(current.index_path) == 1  # the killed call's row never committed
-    # The orphan file is not trusted without its row: the next call computes and records it.
+    # Its file was still under a temporary name (renamed into place only with its row): never
+    # a record, never adopted. The next call computes and records it.
+    assert temp_files(current.local_storage_path)
     assert run_to_end("plain", 20).split() == ["computing", "returned", "20", "x"]
     assert rows(current.index_path) == 2
     assert run_to_end("plain", 20).split() == ["returned", "20", "x"]

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from s3_support import MotoServer
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 
@@ -82,3 +84,20 @@ def test_seed_examples_print_what_ran_and_what_was_cached(name: str, expected: s
     result = run_example(name)
     assert result.stdout == expected
     assert result.stderr == ""
+
+
+def test_the_seeds_s3_sample_shares_one_bucket_between_two_machines(
+    s3: MotoServer, tmp_path: Path
+) -> None:
+    home = tmp_path / "first"
+    result = run_example("s3_bucket.py", TASKSTASH_HOME=str(home), TASKSTASH_LOGGING_LEVEL="DEBUG")
+    assert result.stdout == "computing on the first machine\nresult: 43\nresult: 43\n"
+    config = home / "config.toml"
+    assert stat.S_IMODE(config.stat().st_mode) == 0o600
+    assert 'url = "s3://my-bucket"' in config.read_text()
+    objects = s3.objects("my-bucket")
+    assert len(objects) == 1
+    # The secret is in the settings file only: not in the index, the object, or any output.
+    written = [(home / "index.db").read_bytes(), *objects.values()]
+    for text in [*written, result.stdout.encode(), result.stderr.encode()]:
+        assert b"my-secret-access-key" not in text

@@ -45,7 +45,7 @@ def resolve(
     """
     store = open_store(index_path(task), current.signing_key)
     store.max_bytes = current.max_size
-    storage = resolve_storage(task.result_storage, current.local_storage_path)
+    storage = resolve_storage(task.result_storage, current.local_storage_path, current.storages)
     task.resolved = (current, store, storage)
     return task.resolved
 

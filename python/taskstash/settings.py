@@ -1,4 +1,8 @@
-"""Settings from `TASKSTASH_*` environment variables.
+"""Settings from `TASKSTASH_*` environment variables and the settings file.
+
+The settings file (`$TASKSTASH_HOME/config.toml`, or the file `TASKSTASH_CONFIG` names; see
+`taskstash.config_file`) holds the same settings, named in lower case without the prefix, and
+named storages; a variable that is set wins over the file. The file is read with the variables.
 
 `current()` reads them where they are used: it compares the variables with those it last read
 (a fraction of a microsecond) and reads them again when one changed, so setting
@@ -18,6 +22,7 @@ reads them again unconditionally. Unset variables take the defaults below.
 | `TASKSTASH_TASKS_DISABLE_CACHING` | `false` | run every task uncached |
 | `TASKSTASH_TASKS_DEFAULT_NO_CACHE` | `false` | run uncached the tasks given no policy or key fn |
 | `TASKSTASH_RESULTS_PERSIST_BY_DEFAULT` | `false` | cache tasks leaving `persist_result` unset |
+| `TASKSTASH_CONFIG` | `$TASKSTASH_HOME/config.toml` | the settings file |
 
 A value that means nothing (`TASKSTASH_LOGGING_LEVEL=quiet`) never breaks `import taskstash` nor
 a call: its default is used, and a warning of the `taskstash` logger names the variable, its value
@@ -29,8 +34,12 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from taskstash import config_file
+from taskstash.config_file import NamedStorage
 
 __all__ = ["Settings", "apply_logging_level", "current", "parse_size", "reload"]
 
@@ -64,6 +73,9 @@ class Settings:
             unset (with their DEFAULT policy), outside flows and in flows that leave it unset.
         problems: What is wrong with each variable whose value means nothing and was replaced
             by its default: the variable, its value, the values allowed and the default.
+        storages: The named storages of the settings file (`result_storage="NAME"`). Kept out
+            of `repr`: they may hold secrets.
+        config_path: The settings file (which may not exist).
     """
 
     home: Path
@@ -78,34 +90,40 @@ class Settings:
     tasks_default_no_cache: bool = False
     results_persist_by_default: bool = False
     problems: tuple[str, ...] = ()
+    storages: Mapping[str, NamedStorage] = field(default_factory=dict, repr=False)
+    config_path: Path | None = None
 
     @classmethod
     def from_environment(cls) -> Settings:
-        """Reads the `TASKSTASH_*` variables; a bad value gets its default, and is in `problems`."""
-        env = os.environ
+        """Reads the variables and the settings file; a bad value gets its default (`problems`)."""
         problems: list[str] = []
-        home = Path(env.get("TASKSTASH_HOME") or Path.home() / ".taskstash").expanduser()
+        home = Path(os.environ.get("TASKSTASH_HOME") or Path.home() / ".taskstash").expanduser()
+        file = config_file.read(config_file.config_path(os.environ, home))
+        problems.extend(file.problems)
+        env = {**file.settings, **os.environ}
         storage = env.get("TASKSTASH_LOCAL_STORAGE_PATH")
         index = env.get("TASKSTASH_INDEX_PATH")
         return cls(
             home=home,
             local_storage_path=Path(storage).expanduser() if storage else home / "storage",
             index_path=Path(index).expanduser() if index else home / "index.db",
-            tasks_refresh_cache=_flag("TASKSTASH_TASKS_REFRESH_CACHE", problems),
-            logging_level=_level(problems),
-            signing_key=_signing_key(),
-            max_size=_max_size(problems),
-            record_parameters=_flag("TASKSTASH_RECORD_PARAMETERS", problems, default=True),
-            tasks_disable_caching=_flag("TASKSTASH_TASKS_DISABLE_CACHING", problems),
-            tasks_default_no_cache=_flag("TASKSTASH_TASKS_DEFAULT_NO_CACHE", problems),
-            results_persist_by_default=_flag("TASKSTASH_RESULTS_PERSIST_BY_DEFAULT", problems),
+            tasks_refresh_cache=_flag("TASKSTASH_TASKS_REFRESH_CACHE", problems, env),
+            logging_level=_level(problems, env),
+            signing_key=_signing_key(env),
+            max_size=_max_size(problems, env),
+            record_parameters=_flag("TASKSTASH_RECORD_PARAMETERS", problems, env, default=True),
+            tasks_disable_caching=_flag("TASKSTASH_TASKS_DISABLE_CACHING", problems, env),
+            tasks_default_no_cache=_flag("TASKSTASH_TASKS_DEFAULT_NO_CACHE", problems, env),
+            results_persist_by_default=_flag("TASKSTASH_RESULTS_PERSIST_BY_DEFAULT", problems, env),
             problems=tuple(problems),
+            storages=file.storages,
+            config_path=file.path,
         )
 
 
-def _signing_key() -> bytes | None:
+def _signing_key(env: Mapping[str, str]) -> bytes | None:
     # surrogateescape gives back the exact bytes of a variable that is not valid UTF-8.
-    key = os.environ.get("TASKSTASH_SIGNING_KEY", "").encode("utf-8", "surrogateescape")
+    key = env.get("TASKSTASH_SIGNING_KEY", "").encode("utf-8", "surrogateescape")
     return key or None
 
 
@@ -127,8 +145,8 @@ def parse_size(text: str) -> int:
     return int(float(number) * scale)
 
 
-def _max_size(problems: list[str]) -> int | None:
-    text = os.environ.get("TASKSTASH_MAX_SIZE", "").strip()
+def _max_size(problems: list[str], env: Mapping[str, str]) -> int | None:
+    text = env.get("TASKSTASH_MAX_SIZE", "").strip()
     if not text:
         return None
     try:
@@ -141,8 +159,8 @@ def _max_size(problems: list[str]) -> int | None:
         return None
 
 
-def _flag(name: str, problems: list[str], *, default: bool = False) -> bool:
-    value = os.environ.get(name, "").strip().lower()
+def _flag(name: str, problems: list[str], env: Mapping[str, str], *, default: bool = False) -> bool:
+    value = env.get(name, "").strip().lower()
     if not value:
         return default
     if value in _TRUE:
@@ -150,14 +168,13 @@ def _flag(name: str, problems: list[str], *, default: bool = False) -> bool:
     if value in _FALSE:
         return False
     problems.append(
-        f"{name}={os.environ[name]!r} is not a boolean "
-        f"(true or false; unset means {str(default).lower()})"
+        f"{name}={env[name]!r} is not a boolean (true or false; unset means {str(default).lower()})"
     )
     return default
 
 
-def _level(problems: list[str]) -> str:
-    text = os.environ.get("TASKSTASH_LOGGING_LEVEL", "").strip()
+def _level(problems: list[str], env: Mapping[str, str]) -> str:
+    text = env.get("TASKSTASH_LOGGING_LEVEL", "").strip()
     if not text:
         return _DEFAULT_LEVEL
     if text.upper() in _LEVELS:
@@ -185,6 +202,7 @@ _NAMES = (
     "TASKSTASH_TASKS_DISABLE_CACHING",
     "TASKSTASH_TASKS_DEFAULT_NO_CACHE",
     "TASKSTASH_RESULTS_PERSIST_BY_DEFAULT",
+    "TASKSTASH_CONFIG",
     "HOME",  # the default TASKSTASH_HOME is ~/.taskstash
 )
 _ENVIRON_DATA = getattr(os.environ, "_data", None)

@@ -60,6 +60,16 @@ def warn_index_unusable(task: Task[Any, Any], exc: BaseException) -> None:
     warn_once(task, "index", f"{problem}; until then its calls run uncached")
 
 
+def warn_storage_unreachable(task: Task[Any, Any], url: str, exc: BaseException) -> None:
+    """The task's storage cannot be asked for a record: the call runs (and is saved if it can)."""
+    warn_once(
+        task,
+        "storage",
+        f"its result storage {url} cannot be reached ({exc}); calls run without the records "
+        "stored there until it answers again",
+    )
+
+
 def warn_unhashable(task: Task[Any, Any], parameters: dict[str, Any], error: HashingError) -> None:
     """An argument (or another value of the key) has no canonical form: the call runs uncached."""
     path = getattr(error, "path", "")

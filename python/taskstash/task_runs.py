@@ -48,13 +48,16 @@ from taskstash.store import (
     load_value,
     resolve_serializer,
 )
+from taskstash.store.adoption import StorageUnreachableError
 from taskstash.store.memory import MISSING
+from taskstash.store.reads import Fetched
 from taskstash.task_reports import (
     log_finished,
     log_hit,
     warn_index_unusable,
     warn_key_fn_failed,
     warn_once,
+    warn_storage_unreachable,
     warn_unhashable,
 )
 from taskstash.tracebacks import without_our_frames
@@ -280,15 +283,12 @@ def _look_again(call: _Call) -> object:
     destination = call.record
     if destination is None or call.refresh:
         return MISSING
-    return _find(
-        call.task,
-        destination.store,
-        destination.storage,
-        destination.serializer,
-        destination.key,
-        call.task_run,
-        call.flow_run,
-    )
+    task, store, storage = call.task, destination.store, destination.storage
+    serializer, key, location = destination.serializer, destination.key, destination.location
+    value = _find(task, store, storage, serializer, key, call.task_run, call.flow_run)
+    if value is not MISSING:
+        return value
+    return _adopt(task, store, storage, serializer, key, location, call.task_run, call.flow_run)
 
 
 def start(task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[bool, Any]:
@@ -338,6 +338,10 @@ def start(task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -
         return False, _Call(task, args, kwargs, parameters, flow_run, task_run, None)
     call = _Call(task, args, kwargs, parameters, flow_run, task_run, None, refresh)
     location = render_location(task, key, components)
+    if not refresh:
+        value = _adopt(task, store, storage, serializer, key, location, task_run, flow_run)
+        if value is not MISSING:
+            return True, value
     call.record = _Destination(key, dict(components), store, storage, location, serializer)
     isolation: str | None = task.cache_policy.isolation_level
     if isolation is None:
@@ -391,6 +395,45 @@ def _find(
     fetched = store.fetch(key, now, storage, remember=task.cache_result_in_memory)
     if fetched is None:
         return MISSING
+    return _hit(task, store, serializer, key, now, fetched, task_run, flow_run)
+
+
+def _adopt(
+    task: Task[Any, Any],
+    store: Store,
+    storage: ResultStorage,
+    serializer: Serializer,
+    key: str,
+    location: str,
+    task_run: TaskRun,
+    flow_run: FlowRun | None,
+) -> object:
+    """The value of `key`'s record found in the storage though not in the index, or MISSING."""
+    now = time.time()
+    try:
+        fetched = store.adopt(key, now, storage, location, remember=task.cache_result_in_memory)
+    except StorageUnreachableError as exc:
+        warn_storage_unreachable(task, storage.url, exc)
+        return MISSING
+    except _INDEX_ERRORS as exc:
+        warn_index_unusable(task, exc)
+        return MISSING
+    if fetched is None:
+        return MISSING
+    return _hit(task, store, serializer, key, now, fetched, task_run, flow_run)
+
+
+def _hit(
+    task: Task[Any, Any],
+    store: Store,
+    serializer: Serializer,
+    key: str,
+    now: float,
+    fetched: Fetched,
+    task_run: TaskRun,
+    flow_run: FlowRun | None,
+) -> object:
+    """The value of a record found, or MISSING if it cannot be deserialized."""
     value = _decode(task, serializer, key, fetched[0], fetched[1])
     if value is MISSING:
         return MISSING

@@ -24,12 +24,16 @@ if TYPE_CHECKING:
 
 __all__ = ["FsspecStorage"]
 
-# Object stores make a single PUT visible atomically, and have no cheap rename: write in place.
+# Object stores make an object visible whole or not at all (a single PUT, or a multipart upload
+# once completed), and have no cheap rename: objects are written in place.
 _OBJECT_STORES: Final = frozenset(
     {"s3", "s3a", "gs", "gcs", "abfs", "abfss", "az", "adl", "oci", "oss", "r2", "b2", "tos"}
 )
+_S3: Final = frozenset({"s3", "s3a"})
 _SLICE: Final = 8 << 20
 _SPOOL_IN_MEMORY: Final = 8 << 20
+# Objects up to this size go up in a single request; larger ones as a multipart upload.
+_ONE_REQUEST: Final = _SPOOL_IN_MEMORY
 
 
 def _protocols(fs: Any) -> tuple[str, ...]:
@@ -40,9 +44,11 @@ def _protocols(fs: Any) -> tuple[str, ...]:
 class FsspecStorage(ResultStorage):
     """Result files on any fsspec filesystem (S3, GCS, Azure, memory, SFTP...).
 
-    On object stores (`s3`, `gs`, `abfs`...) a file is uploaded in place: a PUT becomes visible
-    whole or not at all, and they have no atomic rename. Elsewhere it is written to a temporary
-    name in the destination directory, then moved into place.
+    On object stores (`s3`, `gs`, `abfs`...), which have no atomic rename, an object is uploaded
+    in place and all or nothing: up to 8 MiB in a single request (a PUT is published whole or
+    not at all), larger ones as a multipart upload that is completed only once every part is
+    sent, and aborted otherwise (an exception, a lost connection, Ctrl-C). Elsewhere a file is
+    written to a temporary name in the destination directory, then moved into place.
 
     Args:
         fs: The filesystem.
@@ -61,6 +67,9 @@ class FsspecStorage(ResultStorage):
         else:
             self.url = fs.unstrip_protocol(self.root)
         self._in_place = not _OBJECT_STORES.isdisjoint(_protocols(fs))
+        # s3fs asks for an object's size (a HEAD) before reading it unless told to read it in
+        # one GET: a hit costs one request, a miss one small one.
+        self._cat_options = {"max_concurrency": 1} if _S3.intersection(_protocols(fs)) else {}
 
     def path(self, location: str) -> str:
         """The path of `location` on the filesystem."""
@@ -69,6 +78,10 @@ class FsspecStorage(ResultStorage):
 
     def write(self, location: str, data: Chunks) -> None:  # noqa: D102
         views = as_views(data)
+        path = self.path(location)
+        if self._in_place and sum(view.nbytes for view in views) <= _ONE_REQUEST:
+            self.fs.pipe_file(path, b"".join(views))
+            return
 
         def put(file: Any) -> None:
             for view in views:
@@ -76,7 +89,7 @@ class FsspecStorage(ResultStorage):
                 for start in range(0, view.nbytes, _SLICE):
                     file.write(view[start : start + _SLICE])
 
-        self._put(self.path(location), put)
+        self._put(path, put)
 
     @contextlib.contextmanager
     def open_write(self, location: str) -> Iterator[BinaryIO]:  # noqa: D102
@@ -85,17 +98,20 @@ class FsspecStorage(ResultStorage):
 
         path = self.path(location)
         # Spooled locally (in memory while small), then uploaded in one go: an upload cannot
-        # seek back, and a half-uploaded file must never be visible.
+        # seek back, and a half-written file must never be visible.
         with tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY) as spool:
             yield cast(BinaryIO, spool)
+            size = spool.tell()
             spool.seek(0)
-            self._put(path, lambda file: shutil.copyfileobj(spool, file, _SLICE))
+            if self._in_place and size <= _ONE_REQUEST:
+                self.fs.pipe_file(path, spool.read())
+            else:
+                self._put(path, lambda file: shutil.copyfileobj(spool, file, _SLICE))
 
     def _put(self, path: str, fill: Callable[[Any], None]) -> None:
         """Writes the file at `path` atomically, its bytes written to an open file by `fill`."""
         if self._in_place:
-            with self.fs.open(path, "wb") as file:
-                fill(file)
+            self._upload(path, fill)
             return
         parent, _, base = path.rpartition("/")
         if parent:
@@ -110,9 +126,29 @@ class FsspecStorage(ResultStorage):
                 self.fs.rm_file(temp)
             raise
 
+    def _upload(self, path: str, fill: Callable[[Any], None]) -> None:
+        """Uploads a large object in parts that become visible together, or not at all.
+
+        `with fs.open(path, "wb")` must not be used: on an exception its exit still closes the
+        file, and closing completes the upload with the parts sent so far, publishing a
+        truncated object. Opened without `autocommit`, closing sends the last part but publishes
+        nothing; `commit()` completes the upload (S3's CompleteMultipartUpload), and on any
+        failure `discard()` aborts it.
+        """
+        file = self.fs.open(path, "wb", autocommit=False)
+        try:
+            fill(file)
+            file.close()
+            file.commit()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                file.discard()
+            file.closed = True  # so that no later close() (the finalizer's) completes it
+            raise
+
     def read(self, location: str) -> bytes | memoryview | None:  # noqa: D102
         try:
-            data: bytes = self.fs.cat_file(self.path(location))
+            data: bytes = self.fs.cat_file(self.path(location), **self._cat_options)
         except FileNotFoundError:
             return None
         return data

@@ -22,8 +22,8 @@ import os
 import stat
 import sys
 import threading
-from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any, BinaryIO, Final
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, BinaryIO, Final, Protocol, cast
 
 from taskstash.store.base import (
     Chunks,
@@ -47,6 +47,7 @@ __all__ = [
     "Chunks",
     "LocalStorage",
     "ResultStorage",
+    "StorageDefinition",
     "UnknownStorageError",
     "check_location",
     "default_location",
@@ -330,7 +331,7 @@ def _is_fsspec_filesystem(obj: object) -> bool:
     return module is not None and isinstance(obj, module.AbstractFileSystem)
 
 
-def _from_url(url: str) -> ResultStorage:
+def _from_url(url: str, options: Mapping[str, Any] | None = None) -> ResultStorage:
     if url.startswith("file://"):
         from urllib.request import url2pathname
 
@@ -344,8 +345,38 @@ def _from_url(url: str) -> ResultStorage:
         ) from None
     from taskstash.store.fsspec_storage import FsspecStorage
 
-    fs, root = fsspec.core.url_to_fs(url)
+    fs, root = fsspec.core.url_to_fs(url, **(options or {}))
     return FsspecStorage(fs, root)
+
+
+class StorageDefinition(Protocol):
+    """A storage given by a URL and its filesystem's options (a named storage, an `S3Bucket`)."""
+
+    @property
+    def url(self) -> str:
+        """The storage's URL (`s3://bucket/prefix`) or path."""
+        ...
+
+    def resolved_options(self) -> dict[str, Any]:
+        """The filesystem's options (credentials among them)."""
+        ...
+
+
+_DEFINED: dict[tuple[str, str], ResultStorage] = {}
+
+
+def _defined(definition: StorageDefinition) -> ResultStorage:
+    """The storage `definition` describes, the same object for the same URL and options."""
+    options = definition.resolved_options()
+    cache_key = (definition.url, repr(sorted(options.items())))
+    storage = _DEFINED.get(cache_key)
+    if storage is None:
+        url = definition.url
+        storage = _from_url(url, options) if "://" in url else LocalStorage(url)
+        with _RESOLVED_LOCK:
+            storage = _DEFINED.setdefault(cache_key, storage)
+    trust(storage)
+    return storage
 
 
 _RESOLVED: dict[tuple[str, str], ResultStorage] = {}
@@ -354,18 +385,28 @@ _RESOLVED_FS: dict[Any, ResultStorage] = {}  # fsspec filesystems hash and compa
 
 
 def resolve_storage(
-    spec: str | os.PathLike[str] | fsspec.AbstractFileSystem | ResultStorage | None,
+    spec: str
+    | os.PathLike[str]
+    | fsspec.AbstractFileSystem
+    | ResultStorage
+    | StorageDefinition
+    | None,
     default_root: str | os.PathLike[str],
+    named: Mapping[str, StorageDefinition] | None = None,
 ) -> ResultStorage:
     """The storage for a task's `result_storage` option.
 
     Args:
-        spec: None for `LocalStorage(default_root)`; a path or `file://` URL for a
+        spec: None for `LocalStorage(default_root)`; a name of `named` for that storage; a
+            `StorageDefinition` (such as `taskstash.aws.S3Bucket`) for the storage at its URL
+            with its options; a path or `file://` URL for a
             `LocalStorage`; any other URL (`"s3://bucket/prefix"`, `"memory://x"`) for an
             `FsspecStorage` through `fsspec.core.url_to_fs`; an fsspec filesystem for
             `FsspecStorage(fs, "")`, results at the filesystem's own root (pass a
             `DirFileSystem`, or a URL, to put them under a prefix); a `ResultStorage` as is.
         default_root: The root used for None (the local storage setting).
+        named: Storages by name (the settings file's); a string that is one of these names is
+            that storage, not a path.
 
     Returns:
         The storage; the same object for the same string, path or filesystem (a relative path is
@@ -378,6 +419,8 @@ def resolve_storage(
     if isinstance(spec, ResultStorage):
         trust(spec)
         return spec
+    if named and isinstance(spec, str) and spec in named:
+        return _defined(named[spec])
     if spec is None:
         cache_key = ("", os.fspath(default_root))
     elif isinstance(spec, str | os.PathLike):
@@ -390,10 +433,12 @@ def resolve_storage(
             storage = _RESOLVED_FS.setdefault(spec, FsspecStorage(spec, ""))
         trust(storage)
         return storage
+    elif callable(getattr(spec, "resolved_options", None)):
+        return _defined(cast(StorageDefinition, spec))
     else:
         raise TypeError(
-            "result_storage must be a path, a URL, an fsspec filesystem or a ResultStorage, "
-            f"not {type(spec).__name__}"
+            "result_storage must be a path, a URL, a storage name, an fsspec filesystem, a "
+            f"ResultStorage or a storage definition (S3Bucket), not {type(spec).__name__}"
         )
     storage = _RESOLVED.get(cache_key)
     if storage is None:

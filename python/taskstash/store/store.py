@@ -21,9 +21,11 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
+from typing import Final
 
 from taskstash.exceptions import CorruptIndexError, CorruptResultError, ResultTooLargeError
 from taskstash.hashing import hash_bytes
+from taskstash.store.adoption import Absent, Adoption
 from taskstash.store.base import StagedFile, trust, write_all
 from taskstash.store.eviction import Removed, delete_records, evict_over, unlink_result
 from taskstash.store.hits import HIT_FLUSH_COUNT, HIT_FLUSH_SECONDS, HitCounter
@@ -73,7 +75,7 @@ class Staged:
     payload: memoryview | None
 
 
-class Store(ResultReads, HitCounter):
+class Store(ResultReads, Adoption, HitCounter):
     """The cache records of one index file, and access to their result files.
 
     Use `open_store` to share one `Store` per index file (and signing key) in a process. A
@@ -105,6 +107,7 @@ class Store(ResultReads, HitCounter):
         used records beyond it. None for no limit."""
         self._warned: set[tuple[str, str]] = set()
         self.memory = MemoryLayer()
+        self.absent = Absent()
         super().__init__()
 
     def __repr__(self) -> str:
@@ -341,6 +344,7 @@ class Store(ResultReads, HitCounter):
             record = each.record
             self._forget(record.key)  # its hits and payload were the replaced record's
             self._warned.discard((record.storage, record.location))
+            self.absent.discard((record.storage, record.location))
         for key, _ in evicted:
             self._forget(key)
         for each in staged:
@@ -405,12 +409,26 @@ def _record_placed(conn: sqlite3.Connection, staged: Staged, old: tuple[str, str
 
 
 def _present(storage: ResultStorage, location: str, key: str) -> Record | None:
-    """The record of the result file of `key` now at `location`, if there is a sound one."""
-    try:
-        found = read_file_record(storage, location)
-    except (CorruptResultError, OSError):
-        return None
-    return found if found is not None and found.key == key else None
+    """The record of the result file of `key` now at `location`, if there is a sound one.
+
+    Read again if the read fails: on an object store, another machine saving the same key may
+    replace the object between the requests of one read (its size, then its bytes), which
+    fails the read although each version is whole.
+    """
+    for attempt in range(_PRESENT_READS):
+        try:
+            found = read_file_record(storage, location)
+        except FileNotFoundError:
+            return None
+        except (CorruptResultError, OSError):
+            if attempt + 1 < _PRESENT_READS:
+                continue
+            return None
+        return found if found is not None and found.key == key else None
+    return None
+
+
+_PRESENT_READS: Final = 3
 
 
 def _delete_quietly(storage: ResultStorage, location: str) -> None:
