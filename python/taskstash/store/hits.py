@@ -41,6 +41,10 @@ class HitCounter:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        # Held for a whole flush, from taking the pending hits to writing them: a flush at the
+        # process's end waits for the background thread's, which would otherwise be cut off
+        # (a daemon thread dies with the interpreter) with the hits it took.
+        self._flushing = threading.Lock()
         self._hits: dict[str, list[float]] = {}  # key -> [count, last hit time]
         self._pending = 0
         _LIVE.add(self)
@@ -73,21 +77,22 @@ class HitCounter:
         Raises:
             sqlite3.Error: The index could not be written; the hits stay pending.
         """
-        with self._lock:
-            hits, self._hits = self._hits, {}
-            self._pending = 0
-        if not hits:
-            return
-        try:
-            with self.index.transaction() as conn:
-                Index.add_hits(conn, ((int(c), t, k) for k, (c, t) in hits.items()))
-        except BaseException:
+        with self._flushing:
             with self._lock:
-                for key, (count, last) in hits.items():
-                    entry = self._hits.setdefault(key, [0, last])
-                    entry[0] += count
-                    entry[1] = max(entry[1], last)
-            raise
+                hits, self._hits = self._hits, {}
+                self._pending = 0
+            if not hits:
+                return
+            try:
+                with self.index.transaction() as conn:
+                    Index.add_hits(conn, ((int(c), t, k) for k, (c, t) in hits.items()))
+            except BaseException:
+                with self._lock:
+                    for key, (count, last) in hits.items():
+                        entry = self._hits.setdefault(key, [0, last])
+                        entry[0] += count
+                        entry[1] = max(entry[1], last)
+                raise
 
     def _flush_quietly(self) -> None:
         try:
@@ -102,6 +107,7 @@ class HitCounter:
 
     def _after_fork(self) -> None:
         self._lock = threading.Lock()  # another thread may have held it at fork time
+        self._flushing = threading.Lock()
         self._hits = {}  # the parent flushes its own hits
         self._pending = 0
 
