@@ -20,6 +20,7 @@ The states, commit modes, isolation levels, nesting rules and hooks are Prefect'
 
 from __future__ import annotations
 
+import builtins
 import copy
 import enum
 import inspect
@@ -30,7 +31,7 @@ from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from taskstash.locking import LockManager
 from taskstash.store import Record, Staged, Store, default_location, load_value, resolve_serializer
@@ -84,8 +85,10 @@ class TransactionState(enum.StrEnum):
     ROLLED_BACK = "ROLLED_BACK"
 
 
-Hook = Callable[["Transaction"], object]
-"""An `on_commit` or `on_rollback` hook: called with the transaction (may be `async def`)."""
+class Hook(Protocol):
+    """An `on_commit` or `on_rollback` hook: called with the transaction (may be `async def`)."""
+
+    def __call__(self, txn: Transaction, /) -> object: ...
 
 
 class _NotSet:
@@ -191,7 +194,7 @@ class Transaction:
         self._parent: Transaction | None = None
         self._record: tuple[Store, Staged] | None = None
         self._lock: tuple[LockManager, str, str] | None = None
-        self._locked_keys: set[str] = set()
+        self._locked_keys: builtins.set[str] = builtins.set()  # `set` is a method here
         self.on_write_error: Callable[[Exception], None] | None = None
         """Reports a record that could not be written (else a warning names the key)."""
 

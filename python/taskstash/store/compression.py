@@ -20,10 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from importlib.util import find_spec
-from typing import TYPE_CHECKING, Any, BinaryIO, Final, Protocol, cast
-
-if TYPE_CHECKING:
-    from _typeshed import SupportsWrite
+from typing import Any, BinaryIO, Final, Protocol, cast
 
 __all__ = [
     "CHUNK_BYTES",
@@ -31,10 +28,19 @@ __all__ = [
     "Codec",
     "CompressingWriter",
     "Compressor",
+    "Writable",
     "codec_named",
     "default_codec",
     "open_decompressed",
 ]
+
+
+class Writable(Protocol):
+    """What payloads are written to: a file, or the store's payload sink."""
+
+    def write(self, data: bytes, /) -> object:
+        """Writes `data`."""
+
 
 CHUNK_BYTES: Final = 1 << 20
 """How much is compressed or read at a time when streaming."""
@@ -231,7 +237,7 @@ class CompressingWriter:
         compressor: The incremental compressor.
     """
 
-    def __init__(self, file: SupportsWrite[bytes], compressor: Compressor) -> None:
+    def __init__(self, file: Writable, compressor: Compressor) -> None:
         self._file = file
         self._compressor = compressor
 

@@ -20,13 +20,10 @@ import io
 import json
 import pickle
 import types
-from typing import TYPE_CHECKING, Any, BinaryIO, Final, Protocol
+from typing import Any, BinaryIO, Final, Protocol
 
 from taskstash.exceptions import SerializationError
 from taskstash.store import compression
-
-if TYPE_CHECKING:
-    from _typeshed import SupportsWrite
 
 __all__ = [
     "PICKLE_PROTOCOL",
@@ -105,7 +102,7 @@ class PickleSerializer:
         except Exception as exc:
             raise self._dump_error(value, exc) from exc
 
-    def dump(self, value: object, file: SupportsWrite[bytes]) -> None:
+    def dump(self, value: object, file: compression.Writable) -> None:
         """Pickles `value` into `file`, large buffers written without a copy.
 
         Raises:
@@ -164,7 +161,7 @@ class CloudpickleSerializer(PickleSerializer):
             raise self._dump_error(value, exc) from exc
         return result
 
-    def dump(self, value: object, file: SupportsWrite[bytes]) -> None:
+    def dump(self, value: object, file: compression.Writable) -> None:
         """Pickles `value` into `file` with cloudpickle, large buffers written without a copy.
 
         Raises:
@@ -223,7 +220,7 @@ class JSONSerializer:
         except (UnicodeDecodeError, ValueError) as exc:
             raise SerializationError(f"the stored result is not valid JSON: {exc}") from exc
 
-    def dump(self, value: object, file: SupportsWrite[bytes]) -> None:
+    def dump(self, value: object, file: compression.Writable) -> None:
         """Writes `dumps(value)` to `file` (JSON text is built whole, then written).
 
         Raises:
@@ -331,7 +328,7 @@ class CompressedSerializer:
         """
         return self.load(io.BytesIO(data))
 
-    def dump(self, value: object, file: SupportsWrite[bytes]) -> None:
+    def dump(self, value: object, file: compression.Writable) -> None:
         """Serializes `value` into `file` through the compressor, a chunk at a time.
 
         Raises:
@@ -363,7 +360,7 @@ class CompressedSerializer:
         )
 
 
-def dump_value(serializer: Serializer, value: object, file: SupportsWrite[bytes]) -> None:
+def dump_value(serializer: Serializer, value: object, file: compression.Writable) -> None:
     """Writes `value`, serialized, to `file`: streamed by the serializer's `dump` if it has one.
 
     Raises:
