@@ -1,0 +1,61 @@
+"""Tasks and flows at module level, for tests that run them in other processes.
+
+Processes that unpickle them (a ProcessPoolExecutor's, Dask workers) import this module by name.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from taskstash import flow, task
+from taskstash.cache_policies import INPUTS
+
+
+@task(cache_policy=INPUTS)
+def square(x: int) -> int:
+    return x * x
+
+
+@task(cache_policy=INPUTS)
+def where(x: int) -> tuple[int, int]:
+    """`x * 2` and the id of the process that computed it."""
+    return x * 2, os.getpid()
+
+
+@task(cache_policy=INPUTS)
+def add(x: int, y: int) -> int:
+    return x + y
+
+
+@task(cache_policy=INPUTS)
+async def add_async(x: int, y: int) -> int:
+    return x + y
+
+
+@task
+def fails(message: str) -> None:
+    raise ValueError(message)
+
+
+@task
+def sleeps(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds
+
+
+class Model:
+    @task(cache_policy=INPUTS)
+    def fit(self, x: int) -> int:
+        return x + 1
+
+
+@flow
+def squares(n: int) -> list[int]:
+    return square.map(range(n)).result()
+
+
+def run_task_here(x: int) -> Any:
+    """What a ProcessPoolExecutor runs: a task's call in a process of its own."""
+    return square(x, return_state=True)
