@@ -59,3 +59,40 @@ def squares(n: int) -> list[int]:
 def run_task_here(x: int) -> Any:
     """What a ProcessPoolExecutor runs: a task's call in a process of its own."""
     return square(x, return_state=True)
+
+
+@task
+def flow_run_id() -> Any:
+    """The id of the flow run the call belongs to, where it runs."""
+    from taskstash.context import current_flow_run
+
+    run = current_flow_run()
+    return None if run is None else run.id
+
+
+class DiesWhilePickled:
+    """A result whose serialization kills its process, unless `marker` exists (then creates it).
+
+    Stands for a worker lost in the middle of writing a record.
+    """
+
+    def __init__(self, marker: str, value: int) -> None:
+        self.marker = marker
+        self.value = value
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        if not os.path.exists(self.marker):
+            with open(self.marker, "w"):
+                pass
+            os._exit(1)
+        return (DiesWhilePickled, (self.marker, self.value))
+
+
+@task(cache_policy=INPUTS)
+def dies_while_saving(marker: str, value: int) -> DiesWhilePickled:
+    return DiesWhilePickled(marker, value)
+
+
+@task(cache_policy=INPUTS)
+def always_dies(x: int) -> int:
+    os._exit(1)
