@@ -17,7 +17,8 @@ def test_importing_taskstash_loads_no_optional_library() -> None:
     # numpy, pandas and pydantic values are hashed only once the user has imported them.
     script = (
         "import sys, taskstash; "
-        "print(sorted(m for m in ('numpy', 'pandas', 'pydantic', 'cloudpickle') "
+        "print(sorted(m for m in ('numpy', 'pandas', 'pydantic', 'cloudpickle', 'distributed', "
+        "'concurrent.futures') "
         "if m in sys.modules))"
     )
     result = subprocess.run(

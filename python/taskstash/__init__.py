@@ -12,6 +12,7 @@ Users import from here and from `taskstash.cache_policies`; `taskstash._native` 
 
 from taskstash import settings
 from taskstash._native import __version__
+from taskstash.annotations import unmapped
 from taskstash.cache import Cache
 from taskstash.exceptions import HashingError, LockCycleError, TaskstashError
 from taskstash.explanations import Explanation, explain
@@ -41,4 +42,5 @@ __all__ = [
     "register",
     "settings",
     "task",
+    "unmapped",
 ]

@@ -2,7 +2,14 @@
 
 from taskstash._native import HashingError
 
-__all__ = ["HashingError", "TaskstashError"]
+__all__ = [
+    "HashingError",
+    "MappingLengthMismatch",
+    "MappingMissingIterable",
+    "TaskstashError",
+    "UnfinishedRun",
+    "UpstreamTaskError",
+]
 
 
 class TaskstashError(Exception):
@@ -107,3 +114,22 @@ __all__ += [
     "ResultTooLargeError",
     "SerializationError",
 ]
+
+
+class UpstreamTaskError(TaskstashError):
+    """A submitted task did not run: a future it depends on ended without a value.
+
+    Its state is `NotReady`; the message names the upstream task run and how it ended.
+    """
+
+
+class UnfinishedRun(TaskstashError):
+    """The result of a run that has not ended was asked for."""
+
+
+class MappingMissingIterable(TaskstashError, TypeError):
+    """`task.map(...)` was given no iterable argument to map over."""
+
+
+class MappingLengthMismatch(TaskstashError, ValueError):
+    """`task.map(...)` was given iterables of different lengths."""

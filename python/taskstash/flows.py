@@ -5,6 +5,10 @@ FLOW_PARAMETERS key tasks by them. Its beginning and end are logged:
 
     16:28:51.230 | INFO | Flow run 'outgoing-cicada' - Beginning flow run 'outgoing-cicada' ...
     16:28:51.311 | INFO | Flow run 'outgoing-cicada' - Finished in state Completed()
+
+Each run starts a copy of the flow's task runner (`task_runner=`, a `ThreadPoolTaskRunner` by
+default) for the calls its body submits, and waits for them before it ends. A flow pickles as a
+task does: by reference when its module holds it under its name, else by value.
 """
 
 from __future__ import annotations
@@ -13,13 +17,16 @@ import functools
 import inspect
 import os
 from collections.abc import Callable, Coroutine
-from typing import Any, Generic, Literal, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypeVar, overload
 
 from taskstash.context import FlowRun, inside_flow_run
 from taskstash.log import logger
 from taskstash.names import flow_run_name
 from taskstash.states import Completed, Failed, State
 from taskstash.store.serializers import Serializer, resolve_serializer
+
+if TYPE_CHECKING:
+    from taskstash.task_runners import TaskRunner
 
 __all__ = ["Flow", "flow"]
 
@@ -42,6 +49,7 @@ class Flow(Generic[P, R]):
         persist_result: bool | None = None,
         result_storage: str | os.PathLike[str] | Any | None = None,
         result_serializer: str | Serializer | None = None,
+        task_runner: TaskRunner[Any] | None = None,
     ) -> None:
         if not callable(fn):
             raise TypeError(f"@flow needs a function, got {fn!r}")
@@ -61,6 +69,13 @@ class Flow(Generic[P, R]):
         self._serializer = (
             None if result_serializer is None else resolve_serializer(result_serializer)
         )
+        # The runners' module is imported when a flow uses one, not with taskstash.
+        from taskstash.task_runners import TaskRunner, ThreadPoolTaskRunner
+
+        if task_runner is not None and not isinstance(task_runner, TaskRunner):
+            raise TypeError(f"task_runner must be a TaskRunner, not {task_runner!r}")
+        self.task_runner: TaskRunner[Any] = task_runner or ThreadPoolTaskRunner()
+        """Runs what the body submits; each run starts a `duplicate()` of it."""
 
     @overload
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R: ...
@@ -84,7 +99,8 @@ class Flow(Generic[P, R]):
         run = self._begin(args, kwargs)
         with inside_flow_run(run):
             try:
-                value = self.fn(*args, **kwargs)
+                with _running(self.task_runner):
+                    value = self.fn(*args, **kwargs)
             except Exception as exc:
                 state = self._end(run, Failed(exc))
                 if return_state:
@@ -99,7 +115,8 @@ class Flow(Generic[P, R]):
         run = self._begin(args, kwargs)
         with inside_flow_run(run):
             try:
-                value = await self.fn(*args, **kwargs)  # type: ignore[misc]
+                with _running(self.task_runner):
+                    value = await self.fn(*args, **kwargs)  # type: ignore[misc]
             except Exception as exc:
                 state = self._end(run, Failed(exc))
                 if return_state:
@@ -133,8 +150,27 @@ class Flow(Generic[P, R]):
         logger.log(level, "Flow run %r - Finished in state %r", run.name, state)
         return state
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        from taskstash.tasks import _import_task, _importable
+
+        if _importable(self):  # type: ignore[arg-type]
+            return (_import_task, (self.__module__, self.__qualname__))
+        return (_rebuild_flow, (dict(self.__dict__),))
+
     def __repr__(self) -> str:
         return f"Flow({self.name!r})"
+
+
+def _running(runner: TaskRunner[Any]) -> Any:
+    from taskstash.task_runners import running_with
+
+    return running_with(runner.duplicate())
+
+
+def _rebuild_flow(state: dict[str, Any]) -> Flow[Any, Any]:
+    flow: Flow[Any, Any] = Flow.__new__(Flow)
+    flow.__dict__.update(state)
+    return flow
 
 
 @overload
@@ -146,6 +182,7 @@ def flow(
     persist_result: bool | None = None,
     result_storage: str | os.PathLike[str] | Any | None = None,
     result_serializer: str | Serializer | None = None,
+    task_runner: TaskRunner[Any] | None = None,
 ) -> Callable[[Callable[P, R]], Flow[P, R]]: ...
 def flow(
     fn: Callable[P, R] | None = None, /, **options: Any
@@ -163,6 +200,8 @@ def flow(
                 unset (with their DEFAULT policy); False runs them uncached.
             result_storage: Where those tasks' result files go (as `task`'s option).
             result_serializer: What serializes those tasks' results (as `task`'s option).
+            task_runner: Runs the calls its runs submit (`task.submit`, `task.map`): a
+                `ThreadPoolTaskRunner()` by default, or `taskstash.dask.DaskTaskRunner(...)`.
 
     Returns:
         The flow, or a decorator that makes one.

@@ -1,10 +1,16 @@
-"""The final states of a task or flow run, as `return_state=True` returns them."""
+"""The states of a task or flow run.
+
+The final ones are what `return_state=True` returns; the pending ones are what a future reports
+before its run has ended, or when its task never ran.
+"""
 
 from __future__ import annotations
 
 from typing import ClassVar, Generic, TypeVar
 
-__all__ = ["Cached", "Completed", "Failed", "State"]
+from taskstash.exceptions import UnfinishedRun, UpstreamTaskError
+
+__all__ = ["Cached", "Completed", "Failed", "NotReady", "Pending", "State"]
 
 R = TypeVar("R")
 
@@ -23,14 +29,19 @@ class State(Generic[R]):
         self._value = value
         self._exception = exception
 
-    def result(self) -> R:
+    def result(self, raise_on_failure: bool = True) -> R:
         """The run's return value.
+
+        Args:
+            raise_on_failure: False returns the exception of a failed run instead of raising it.
 
         Raises:
             BaseException: The exception the run raised, if it failed.
         """
         if self._exception is not None:
-            raise self._exception
+            if raise_on_failure:
+                raise self._exception
+            return self._exception  # type: ignore[return-value]
         return self._value  # type: ignore[return-value]
 
     def is_completed(self) -> bool:
@@ -44,6 +55,10 @@ class State(Generic[R]):
     def is_failed(self) -> bool:
         """Whether the run raised."""
         return self._exception is not None
+
+    def is_pending(self) -> bool:
+        """Whether the run has not ended (or never started)."""
+        return False
 
 
 class Completed(State[R]):
@@ -84,3 +99,58 @@ class Failed(State[R]):
         name = type(exception).__name__
         message = f"{name}: {exception}" if str(exception) else name
         return f"Failed(message={message!r})"
+
+
+class Pending(State[R]):
+    """The run has not ended yet: a future's state while its task is queued or running."""
+
+    __slots__ = ()
+    name: ClassVar[str] = "Pending"
+
+    def result(self, raise_on_failure: bool = True) -> R:
+        """Raises: there is no value yet.
+
+        Raises:
+            UnfinishedRun: Always.
+        """
+        raise UnfinishedRun(f"the run is in state {self!r}: it has no result yet")
+
+    def is_completed(self) -> bool:
+        """Never."""
+        return False
+
+    def is_failed(self) -> bool:
+        """Never."""
+        return False
+
+    def is_pending(self) -> bool:
+        """Always."""
+        return True
+
+    def __repr__(self) -> str:
+        return "Pending()"
+
+
+class NotReady(Pending[R]):
+    """The task never ran: a future it was given (argument or `wait_for`) did not complete.
+
+    `result()` raises `UpstreamTaskError`, which names the upstream task run and its state.
+    """
+
+    __slots__ = ()
+    name: ClassVar[str] = "NotReady"
+
+    def __init__(self, exception: UpstreamTaskError) -> None:
+        super().__init__(None, exception)
+
+    def result(self, raise_on_failure: bool = True) -> R:
+        """Raises why the task did not run.
+
+        Raises:
+            UpstreamTaskError: Always.
+        """
+        assert self._exception is not None
+        raise self._exception
+
+    def __repr__(self) -> str:
+        return f"NotReady(message={str(self._exception)!r})"

@@ -6,18 +6,24 @@
 
 The `Task` object keeps the function's signature for type checkers, runs sync and `async def`
 functions, and offers `.fn`, `.with_options(...)` and calls with `return_state=True`. One call is
-carried out by `taskstash.task_runs`.
+carried out by `taskstash.task_runs`; `.submit(...)` and `.map(...)` hand calls to the current
+task runner (`taskstash.task_runners`).
+
+A task pickles with the standard library: by reference (its module and name) when it is the
+module's attribute of that name, else by value with the source key and identity captured where it
+was decorated, so that it keys its calls the same in another process or on another machine.
 """
 
 from __future__ import annotations
 
-import copy
 import datetime
 import functools
+import importlib
 import inspect
 import os
-from collections.abc import Callable, Coroutine
-from typing import Any, Concatenate, Generic, Literal, ParamSpec, TypeVar, overload
+import sys
+from collections.abc import Callable, Coroutine, Iterable
+from typing import TYPE_CHECKING, Any, Concatenate, Generic, Literal, ParamSpec, TypeVar, overload
 
 from taskstash import task_runs
 from taskstash.cache_policies import CacheKeyFn, CachePolicy, keyed_by_run_id
@@ -32,6 +38,9 @@ from taskstash.task_options import UNSET, TaskstashWarning, check_options, resol
 from taskstash.task_reports import warn_unhashable
 from taskstash.tracebacks import without_our_frames
 from taskstash.transactions import Hook
+
+if TYPE_CHECKING:
+    from taskstash.futures import TaskFuture, TaskFutureList
 
 __all__ = ["Task", "TaskstashWarning", "task", "task_input_hash"]
 
@@ -192,9 +201,179 @@ class Task(Generic[P, R]):
         return self._bind(instance)
 
     def _bind(self, subject: object) -> Task[Any, R]:
-        bound = copy.copy(self)
+        bound = self.__copy__()
         bound.bound = (self, subject)
         return bound
+
+    def __copy__(self) -> Task[P, R]:
+        copied: Task[P, R] = Task.__new__(Task)
+        copied.__dict__.update(self.__dict__)
+        return copied
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        if self.bound is not None:  # the unbound task (by reference, if it can) and the subject
+            return (_rebind_task, self.bound)
+        if _importable(self):
+            return (_import_task, (self.__module__, self.__qualname__))
+        state = dict(self.__dict__)
+        # What this process resolved (open index connections) and warned about stays here:
+        # the process that loads the task resolves its own settings and warns once there.
+        state["resolved"] = None
+        state["warned"] = set()
+        return (_rebuild_task, (state,))
+
+    # As for `__call__`: keyword-only options between `*args: P.args` and `**kwargs: P.kwargs`
+    # are outside PEP 612, so mypy flags the definitions, and callers get the right types.
+    @overload
+    def submit(  # type: ignore[valid-type]
+        self: Task[P, Coroutine[Any, Any, T]],
+        *args: P.args,
+        return_state: Literal[False] = False,
+        wait_for: Iterable[Any] | None = None,
+        **kwargs: P.kwargs,
+    ) -> TaskFuture[T]: ...
+    @overload
+    def submit(  # type: ignore[valid-type]
+        self,
+        *args: P.args,
+        return_state: Literal[False] = False,
+        wait_for: Iterable[Any] | None = None,
+        **kwargs: P.kwargs,
+    ) -> TaskFuture[R]: ...
+    @overload
+    def submit(  # type: ignore[valid-type]
+        self: Task[P, Coroutine[Any, Any, T]],
+        *args: P.args,
+        return_state: Literal[True],
+        wait_for: Iterable[Any] | None = None,
+        **kwargs: P.kwargs,
+    ) -> State[T]: ...
+    @overload
+    def submit(  # type: ignore[valid-type]
+        self,
+        *args: P.args,
+        return_state: Literal[True],
+        wait_for: Iterable[Any] | None = None,
+        **kwargs: P.kwargs,
+    ) -> State[R]: ...
+    def submit(
+        self,
+        *args: Any,
+        return_state: bool = False,
+        wait_for: Iterable[Any] | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Hands a call to the current task runner; returns its future at once.
+
+        Futures among the arguments (also inside lists, tuples, sets and dicts) are waited for
+        and replaced by their values before the call; `wait_for=[...]` names futures to wait
+        for without passing them. Inside a flow the flow's runner runs the call, outside one a
+        thread pool of the process. The call is cached exactly as a plain call is.
+
+        Args:
+            *args: The task's arguments.
+            return_state: Wait for the call and return its final state instead of a future.
+            wait_for: Futures that must end first; if one fails, the call does not run and
+                its state is `NotReady` (unless wrapped in `allow_failure`).
+            **kwargs: The task's keyword arguments.
+
+        Returns:
+            A `TaskFuture` (`.result()`, `.wait()`, `.state`), or the final state.
+        """
+        if self.bound is not None:
+            task: Any
+            task, subject = self.bound
+            return task.submit(
+                subject, *args, return_state=return_state, wait_for=wait_for, **kwargs
+            )
+        from taskstash.task_runners import current_task_runner
+
+        future: TaskFuture[Any] = current_task_runner().submit(
+            self, self.bind(args, kwargs), wait_for
+        )
+        if return_state:
+            future.wait()
+            return future.state
+        return future
+
+    @overload
+    def map(
+        self: Task[P, Coroutine[Any, Any, T]],
+        *args: Any,
+        return_state: Literal[False] = False,
+        wait_for: Iterable[Any] | None = None,
+        **kwargs: Any,
+    ) -> TaskFutureList[TaskFuture[T]]: ...
+    @overload
+    def map(
+        self,
+        *args: Any,
+        return_state: Literal[False] = False,
+        wait_for: Iterable[Any] | None = None,
+        **kwargs: Any,
+    ) -> TaskFutureList[TaskFuture[R]]: ...
+    @overload
+    def map(
+        self: Task[P, Coroutine[Any, Any, T]],
+        *args: Any,
+        return_state: Literal[True],
+        wait_for: Iterable[Any] | None = None,
+        **kwargs: Any,
+    ) -> list[State[T]]: ...
+    @overload
+    def map(
+        self,
+        *args: Any,
+        return_state: Literal[True],
+        wait_for: Iterable[Any] | None = None,
+        **kwargs: Any,
+    ) -> list[State[R]]: ...
+    def map(
+        self,
+        *args: Any,
+        return_state: bool = False,
+        wait_for: Iterable[Any] | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Submits one call per item of the iterable arguments, as `submit` does.
+
+        Arguments that are not iterable (or are strings, bytes, dicts, or wrapped in
+        `unmapped(...)`) go whole to every call; the iterables must have one length.
+
+        Args:
+            *args: The task's arguments.
+            return_state: Wait for the calls and return their final states.
+            wait_for: Futures that every call waits for.
+            **kwargs: The task's keyword arguments.
+
+        Returns:
+            A `TaskFutureList` of futures in the order of the items (`.result()` gives the
+            values), or a list of final states.
+        """
+        if self.bound is not None:
+            from taskstash.annotations import unmapped
+
+            unbound: Any
+            unbound, subject = self.bound
+            return unbound.map(
+                unmapped(subject), *args, return_state=return_state, wait_for=wait_for, **kwargs
+            )
+        from taskstash.task_runners import current_task_runner
+
+        try:
+            parameters = self.signature.bind(*args, **kwargs).arguments
+        except TypeError as exc:
+            raise TypeError(f"{self.name}(): {exc}") from None
+        futures: TaskFutureList[TaskFuture[Any]] = current_task_runner().map(
+            self, dict(parameters), wait_for
+        )
+        if return_state:
+            states = []
+            for future in futures:
+                future.wait()
+                states.append(future.state)
+            return states
+        return futures
 
     # Keyword-only `return_state` between `*args: P.args` and `**kwargs: P.kwargs` is outside
     # PEP 612, so mypy flags these definitions; callers still get the right types from them.
@@ -269,6 +448,56 @@ def task_input_hash(context: TaskRunContext, arguments: dict[str, Any]) -> str |
     except HashingError as error:
         warn_unhashable(task, arguments, error)
         return None
+
+
+def _importable(task: Task[Any, Any]) -> bool:
+    """Whether importing the task's module and reading its qualified name gives the task."""
+    qualname = task.__qualname__
+    if "<locals>" in qualname or _pickled_by_value(task.__module__):
+        return False
+    try:
+        found: Any = importlib.import_module(task.__module__)
+        for part in qualname.split("."):
+            found = found.__dict__[part] if isinstance(found, type) else getattr(found, part)
+    except (ImportError, AttributeError, KeyError):
+        return False
+    return found is task
+
+
+def _pickled_by_value(module: str) -> bool:
+    """Whether `cloudpickle.register_pickle_by_value` was asked to ship `module`'s code.
+
+    That is how code reaches Dask workers that cannot import it; its tasks then travel by
+    value too (with the keys captured here), not as a name the worker cannot import.
+    """
+    if "cloudpickle" not in sys.modules:
+        return False
+    registered = getattr(
+        sys.modules["cloudpickle"].cloudpickle, "_is_registered_pickle_by_value", None
+    )
+    return registered is not None and module in sys.modules and registered(sys.modules[module])
+
+
+def _import_task(module: str, qualname: str) -> Task[Any, Any]:
+    """The task a module holds under `qualname` (what a task pickled by reference loads as)."""
+    found: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        found = found.__dict__[part] if isinstance(found, type) else getattr(found, part)
+    if isinstance(found, staticmethod | classmethod):  # read from a class's __dict__
+        found = found.__func__
+    return found  # type: ignore[no-any-return]
+
+
+def _rebind_task(task: Task[Any, Any], subject: object) -> Task[Any, Any]:
+    """A method task bound to `subject` again."""
+    return task._bind(subject)
+
+
+def _rebuild_task(state: dict[str, Any]) -> Task[Any, Any]:
+    """A task pickled by value, with the source key and identity it was pickled with."""
+    task: Task[Any, Any] = Task.__new__(Task)
+    task.__dict__.update(state)
+    return task
 
 
 def _run_to_completion(coroutine: Coroutine[Any, Any, T]) -> T:
