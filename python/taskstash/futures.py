@@ -23,7 +23,8 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, Generic, NamedTuple, TypeVar, cast
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar, cast
 
 from taskstash.states import Failed, Pending, State
 
@@ -172,11 +173,18 @@ class TaskFutureList(list[W]):
         return [values[id(future)] for future in self]
 
 
-class DoneAndNotDoneFutures(NamedTuple):
-    """What `wait` returns: the futures whose runs ended, and the others."""
+@dataclass(frozen=True)
+class DoneAndNotDoneFutures:
+    """What `wait` returns: the futures whose runs ended, and the others.
+
+    Unpacks as `done, not_done = wait(futures)`, as `concurrent.futures.wait`'s result does.
+    """
 
     done: set[TaskFuture[Any]]
     not_done: set[TaskFuture[Any]]
+
+    def __iter__(self) -> Iterator[set[TaskFuture[Any]]]:
+        return iter((self.done, self.not_done))
 
 
 def wait(futures: Iterable[TaskFuture[Any]], timeout: float | None = None) -> DoneAndNotDoneFutures:
