@@ -23,11 +23,15 @@ from taskstash.exceptions import ResultTooLargeError
 from taskstash.settings import parse_size
 from taskstash.store import LocalStorage, Store, make_header, resolve_serializer
 
+# Every test runs on each index database, SQLite and PostgreSQL.
+pytestmark = pytest.mark.usefixtures("index_backend")
+
 LIMIT = "6.5kB"  # 6500 bytes: seven results of about 900 bytes
 MODULE = "sized_tasks"
 SOURCE = """\
 from taskstash import task
 from taskstash.cache_policies import INPUTS
+
 
 
 @task(cache_policy=INPUTS, cache_result_in_memory=False)
