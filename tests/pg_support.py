@@ -7,6 +7,7 @@ installs it where missing). PostgreSQL refuses to run as root: as root, the clus
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import itertools
 import os
@@ -97,7 +98,15 @@ class PostgresServer:
     def start(self) -> None:
         """Starts the server and waits until it accepts connections."""
         self._run(
-            "pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", self._options(), "-w", "start"
+            "pg_ctl",
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.log),
+            "-o",
+            self._options(),
+            "-w",
+            "start",
         )
 
     def stop(self, mode: str = "fast") -> None:
@@ -127,10 +136,8 @@ class PostgresServer:
 
     def remove(self) -> None:
         """Stops the server if it runs and deletes the cluster."""
-        try:
+        with contextlib.suppress(subprocess.CalledProcessError):  # not running
             self.stop("immediate")
-        except subprocess.CalledProcessError:
-            pass  # not running
         shutil.rmtree(self.root, ignore_errors=True)
 
 

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from index_support import SQLITE_ONLY, index_sql, lose_index
 from cli_support import run, run_json
+from index_support import SQLITE_ONLY, index_sql, lose_index
 
 from taskstash import Cache, settings, task
 from taskstash.cache_policies import INPUTS

@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 
 import pytest
-from index_support import index_sql
 from cli_support import one_error_line, run, run_json
+from index_support import index_sql
 
 from taskstash import Cache, task
 from taskstash.cache_policies import INPUTS

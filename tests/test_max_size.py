@@ -189,6 +189,7 @@ def test_an_invalid_limit_is_warned_about_and_refused_by_the_command(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     message = "TASKSTASH_MAX_SIZE='oodles' is not a size (write it like 10000, 500MB or 2GiB"
+    monkeypatch.setattr(settings, "_warned", set())  # warned once per process: again here
     with monkeypatch.context() as patch:
         patch.setenv("TASKSTASH_MAX_SIZE", "oodles")
         assert settings.reload().max_size is None  # the default: no limit

@@ -27,7 +27,6 @@ from itertools import islice
 from typing import Any
 
 from taskstash import settings
-from taskstash.store.database import index_location
 from taskstash.cache_results import ResultsByKey, StoredResult
 from taskstash.exceptions import CorruptIndexError
 from taskstash.store import (
@@ -38,6 +37,7 @@ from taskstash.store import (
     rebuild_index,
     resolve_storage,
 )
+from taskstash.store.database import index_location
 from taskstash.store.eviction import Removed
 from taskstash.store.index import COLUMNS
 from taskstash.store.verify import Verified, storages_of, verify

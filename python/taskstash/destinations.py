@@ -123,8 +123,17 @@ def lock_manager(task: Task[Any, Any], store: Store) -> LockManager:
 
 
 def index_lock_manager(store: Store) -> LockManager:
-    """The lock manager backed by `store`'s index (one per index file in a process)."""
+    """The lock manager backed by `store`'s index (one per index in a process).
+
+    On PostgreSQL, the one that serialises every machine using the index.
+    """
     manager = _default_lock_managers.get(store.index.path)
     if manager is None:
-        manager = _default_lock_managers[store.index.path] = SQLiteLockManager(store.index.path)
+        if is_url(store.index.path):
+            from taskstash.postgres_locks import PostgresLockManager
+
+            manager = PostgresLockManager(store.index.path)
+        else:
+            manager = SQLiteLockManager(store.index.path)
+        _default_lock_managers[store.index.path] = manager
     return manager

@@ -307,9 +307,7 @@ class SQLiteLockManager(LockManager):
             self._me_pid = pid
         return self._me
 
-    def _current(
-        self, conn: Connection, key: str
-    ) -> tuple[str, _Holder, float | None] | None:
+    def _current(self, conn: Connection, key: str) -> tuple[str, _Holder, float | None] | None:
         row = conn.execute(
             "SELECT holder, host, pid, pid_started, expires_at FROM locks WHERE key = ?", (key,)
         ).fetchone()

@@ -14,7 +14,7 @@ reads them again unconditionally. Unset variables take the defaults below.
 | `TASKSTASH_HOME` | `~/.taskstash` | base directory of the defaults below |
 | `TASKSTASH_LOCAL_STORAGE_PATH` | `$TASKSTASH_HOME/storage` | where result files go |
 | `TASKSTASH_INDEX_PATH` | `$TASKSTASH_HOME/index.db` | the SQLite index |
-| `TASKSTASH_INDEX_URL` | unset | the index elsewhere: `postgresql://user@host:port/db` or `sqlite:///path`; wins over `TASKSTASH_INDEX_PATH` |
+| `TASKSTASH_INDEX_URL` | unset | `postgresql://user@host:port/db` or `sqlite:///path` |
 | `TASKSTASH_TASKS_REFRESH_CACHE` | `false` | refresh every task whose `refresh_cache` is unset |
 | `TASKSTASH_LOGGING_LEVEL` | `INFO` | level of the `taskstash` logger |
 | `TASKSTASH_SIGNING_KEY` | unset | sign result files (HMAC-SHA256) and load only signed ones |
@@ -24,6 +24,8 @@ reads them again unconditionally. Unset variables take the defaults below.
 | `TASKSTASH_TASKS_DEFAULT_NO_CACHE` | `false` | run uncached the tasks given no policy or key fn |
 | `TASKSTASH_RESULTS_PERSIST_BY_DEFAULT` | `false` | cache tasks leaving `persist_result` unset |
 | `TASKSTASH_CONFIG` | `$TASKSTASH_HOME/config.toml` | the settings file |
+
+`TASKSTASH_INDEX_URL`, when set, wins over `TASKSTASH_INDEX_PATH`.
 
 A value that means nothing (`TASKSTASH_LOGGING_LEVEL=quiet`) never breaks `import taskstash` nor
 a call: its default is used, and a warning of the `taskstash` logger names the variable, its value

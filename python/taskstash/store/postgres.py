@@ -23,6 +23,7 @@ import logging
 import os
 import re
 import threading
+import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Final
@@ -84,7 +85,7 @@ class PostgresConnection:
 
     def __init__(self, raw: psycopg.Connection[Any], database: PostgresDatabase) -> None:
         self.raw = raw
-        self._database = database
+        self._database = weakref.proxy(database)  # no cycle: the database goes first
 
     @property
     def in_transaction(self) -> bool:
@@ -101,7 +102,8 @@ class PostgresConnection:
                 raise
             self._database.drop(self)
         # The connection was dropped between statements: try once on a new one.
-        return self._database.connection().execute(sql, parameters)
+        again: psycopg.Cursor[Any] = self._database.connection().execute(sql, parameters)
+        return again
 
     def executemany(self, sql: str, seq_of_parameters: Iterable[Sequence[Any]], /) -> None:
         """Runs one statement for each set of parameters (in a transaction, as the store does)."""
@@ -135,7 +137,29 @@ class PostgresDatabase(IndexDatabase):
         self.location = redact(url)
         self._local = threading.local()
         self._migrated = False
+        # Every connection this process opened, by thread: a thread's is closed once the thread
+        # has ended (when another is opened), and all of them when the database goes.
+        self._opened: list[tuple[weakref.ref[threading.Thread], PostgresConnection]] = []
+        self._pid = os.getpid()
         self.connection()
+
+    def __del__(self) -> None:
+        if getattr(self, "_pid", None) == os.getpid():
+            for _, conn in self._opened:
+                conn.raw.close()
+
+    def _keep(self, conn: PostgresConnection) -> None:
+        if self._pid != os.getpid():  # forked: the parent's are its own (see _INHERITED)
+            _INHERITED.append(self._opened)
+            self._opened, self._pid = [], os.getpid()
+        alive = []
+        for thread, each in self._opened:
+            if thread() is None or not thread().is_alive():  # type: ignore[union-attr]
+                each.raw.close()
+            else:
+                alive.append((thread, each))
+        alive.append((weakref.ref(threading.current_thread()), conn))
+        self._opened = alive
 
     @property
     def errors(self) -> tuple[type[Exception], ...]:  # noqa: D102
@@ -171,6 +195,7 @@ class PostgresDatabase(IndexDatabase):
                 conn.raw.close()
                 raise
             self._migrated = True
+        self._keep(conn)
         local.conn = conn
         local.pid = os.getpid()
         return conn
@@ -261,7 +286,6 @@ class PostgresDatabase(IndexDatabase):
             "(SELECT DISTINCT hashtext(k) AS h FROM unnest(?::text[]) AS k) AS hashes ORDER BY h",
             (LOCK_CLASS, list(keys)),
         )
-
 
     def try_lock_keys(self, conn: Any, keys: Sequence[str]) -> list[str]:  # noqa: D102
         rows = conn.execute(

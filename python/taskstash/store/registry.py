@@ -37,7 +37,9 @@ def open_store(index_path: str | os.PathLike[str], signing_key: bytes | None = N
         store = _STORES.get((resolved, signing_key))
         if store is None:
             store = _STORES[resolved, signing_key] = Store(resolved, signing_key)
-        if is_url(name) or os.path.isabs(name):  # a relative name may mean another file after a chdir
+        if is_url(name) or os.path.isabs(
+            name
+        ):  # a relative name may mean another file after a chdir
             _STORES[name, signing_key] = store
     return store
 
