@@ -144,7 +144,8 @@ class PostgresDatabase(IndexDatabase):
         self.connection()
 
     def __del__(self) -> None:
-        if getattr(self, "_pid", None) == os.getpid():
+        # At interpreter shutdown, module globals may be gone already: nothing to close then.
+        if os is not None and getattr(self, "_pid", None) == os.getpid():
             for _, conn in self._opened:
                 conn.raw.close()
 
