@@ -14,6 +14,7 @@ from pg_support import PostgresServer, binaries
 from s3_support import MotoServer, aws_environment, environment
 
 from taskstash import settings
+from taskstash.store.hits import _LIVE
 
 hypothesis.settings.register_profile("fast", max_examples=100, deadline=None)
 hypothesis.settings.register_profile(
@@ -84,6 +85,8 @@ def postgres_server() -> Iterator[PostgresServer]:
     try:
         yield server
     finally:
+        for store in list(_LIVE):  # hits still pending go to the server while it runs
+            store._flush_quietly()
         server.remove()
 
 

@@ -121,3 +121,22 @@ def test_a_restarted_server_means_uncached_calls_then_recovery(
     assert double(3) == 6
     assert double(3) == 6
     assert ran == [1, 1, 2, 3]  # cached again
+
+
+def test_the_settings_file_names_the_index_url(
+    postgres_index: str, taskstash_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    taskstash_home.mkdir(parents=True, exist_ok=True)
+    (taskstash_home / "config.toml").write_text(f'index_url = "{postgres_index}"\n')
+    current = settings.reload()
+    assert current.index == postgres_index
+
+    @task(cache_policy=INPUTS)
+    def triple(x: int) -> int:
+        return 3 * x
+
+    assert triple(2) == 6
+    from taskstash import Cache
+
+    assert Cache().path == postgres_index
+    assert [r.task_name for r in Cache().records()] == ["triple"]
