@@ -9,19 +9,22 @@ from __future__ import annotations
 import datetime
 import logging
 import os
-import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from index_support import SQLITE_ONLY, index_sql, index_sql_many, lose_index
 
 from taskstash import Cache, explain, settings, task
 from taskstash.cache_policies import INPUTS
 from taskstash.store import Record
 from taskstash.store.verify import WRITE_GRACE_SECONDS
 from taskstash.tasks import Task
+
+# Every test runs on each index database, SQLite and PostgreSQL.
+pytestmark = pytest.mark.usefixtures("index_backend")
 
 SLEEP = 0.05
 
@@ -65,9 +68,7 @@ def result_files(home: Path) -> set[Path]:
 
 def age(home: Path, key: str, seconds: float) -> None:
     """Makes a record look `seconds` older (its creation time moves back)."""
-    with sqlite3.connect(home / "index.db") as conn:
-        conn.execute("UPDATE records SET created_at = created_at - ? WHERE key = ?", (seconds, key))
-    conn.close()
+    index_sql("UPDATE records SET created_at = created_at - ? WHERE key = ?", (seconds, key))
 
 
 @pytest.fixture
@@ -391,8 +392,9 @@ VERIFY_WRITER = """
 import sys, time
 from taskstash import settings
 from taskstash.store import LocalStorage, default_location, make_header, open_store
+
 current = settings.current()
-store = open_store(current.index_path)
+store = open_store(current.index)
 storage = LocalStorage(current.local_storage_path)
 for i in range(int(sys.argv[1])):
     key = f"{i:032x}"
@@ -433,10 +435,8 @@ def test_verify_reports_progress(filled: list[str]) -> None:
 def test_reindex_rebuilds_a_deleted_index_from_the_files(
     filled: list[str], alpha: Task[[int], int], ran: Counter, taskstash_home: Path
 ) -> None:
-    index = taskstash_home / "index.db"
     before = {r.key: r for r in Cache().records()}
-    for path in (index, Path(f"{index}-wal"), Path(f"{index}-shm")):
-        path.unlink(missing_ok=True)
+    lose_index(taskstash_home)
 
     assert Cache().reindex() == 4
     after = {r.key: r for r in Cache().records()}
@@ -456,6 +456,7 @@ def test_reindex_rebuilds_a_deleted_index_from_the_files(
     assert Cache().verify().ok
 
 
+@SQLITE_ONLY
 def test_a_cache_can_name_its_index_and_storage(tmp_path: Path, ran: Counter) -> None:
     elsewhere = tmp_path / "elsewhere"
     index, storage = elsewhere / "index.db", elsewhere / "results"
@@ -493,14 +494,12 @@ def test_the_newest_records_of_a_task_are_found_in_a_big_index(
             name = "common"
         expires = now - 1 if i % 7 == 0 else None
         rows.append((f"{i:032x}", name, f"generated.{name}", now - 8000 + i, expires, 100))
-    with sqlite3.connect(taskstash_home / "index.db") as conn:
-        conn.executemany(
-            "INSERT INTO records (key, task_name, task_qualname, created_at, expires_at, "
-            "size_bytes, serializer, storage, location, checksum) "
-            "VALUES (?, ?, ?, ?, ?, ?, 'json', '/nowhere', 'x', 'x')",
-            rows,
-        )
-    conn.close()
+    index_sql_many(
+        "INSERT INTO records (key, task_name, task_qualname, created_at, expires_at, "
+        "size_bytes, serializer, storage, location, checksum) "
+        "VALUES (?, ?, ?, ?, ?, ?, 'json', '/nowhere', 'x', 'x')",
+        rows,
+    )
     cache = Cache()
     assert cache.totals()[0] == 8001
     for name in ("common", "rare", "idle", "alpha"):
@@ -522,14 +521,12 @@ def test_pruning_many_records_takes_several_transactions(
     alpha(1)
     now = time.time()
     rows = [(f"{i:032x}", now - 100 + i / 1e4, now - 1) for i in range(6000)]
-    with sqlite3.connect(taskstash_home / "index.db") as conn:
-        conn.executemany(
-            "INSERT INTO records (key, task_name, task_qualname, created_at, expires_at, "
-            "size_bytes, serializer, storage, location, checksum) "
-            "VALUES (?, 'old', 'generated.old', ?, ?, 10, 'json', '/nowhere', 'x', 'x')",
-            rows,
-        )
-    conn.close()
+    index_sql_many(
+        "INSERT INTO records (key, task_name, task_qualname, created_at, expires_at, "
+        "size_bytes, serializer, storage, location, checksum) "
+        "VALUES (?, 'old', 'generated.old', ?, ?, 10, 'json', '/nowhere', 'x', 'x')",
+        rows,
+    )
     seen: list[tuple[int, int]] = []
     pruned = Cache().prune(expired=True, progress=lambda done, total: seen.append((done, total)))
     assert (pruned.records, pruned.bytes) == (6000, 60_000)
@@ -541,6 +538,7 @@ def test_pruning_many_records_takes_several_transactions(
     assert Cache().totals() == (1, Cache().record(key_of(alpha, 1)).size_bytes)
 
 
+@SQLITE_ONLY
 def test_an_index_inside_the_storage_is_never_taken_for_a_result_file(
     monkeypatch: pytest.MonkeyPatch,
     taskstash_home: Path,

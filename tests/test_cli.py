@@ -11,7 +11,6 @@ import json
 import os
 import re
 import shutil
-import sqlite3
 import subprocess
 import sys
 import time
@@ -21,12 +20,16 @@ from typing import Any
 
 import pytest
 from cli_support import run, run_json
+from index_support import SQLITE_ONLY, index_sql, lose_index
 
-from taskstash import Cache, task
+from taskstash import Cache, settings, task
 from taskstash.cache_policies import INPUTS
 from taskstash.cli import main
 from taskstash.store.verify import WRITE_GRACE_SECONDS
 from taskstash.tasks import Task
+
+# Every test runs on each index database, SQLite and PostgreSQL.
+pytestmark = pytest.mark.usefixtures("index_backend")
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs" / "schema.md"
@@ -34,6 +37,7 @@ DOCS = ROOT / "docs" / "schema.md"
 PIPELINE = """\
 from taskstash import task
 from taskstash.cache_policies import INPUTS
+
 
 
 @task(cache_policy=INPUTS)
@@ -98,11 +102,7 @@ def test_ls_json_filters_and_limits(capsys: pytest.CaptureFixture[str], filled: 
     assert [r["key"] for r in run_json(capsys, "ls", "--limit", "2")] == filled[:1:-1]
     assert [r["key"] for r in run_json(capsys, "ls", "--expired")] == [filled[3]]
     assert run_json(capsys, "ls", "--older-than", "1h") == []
-    with sqlite3.connect(Cache().path) as conn:
-        conn.execute(
-            "UPDATE records SET created_at = created_at - 7200 WHERE key = ?", (filled[0],)
-        )
-    conn.close()
+    index_sql("UPDATE records SET created_at = created_at - 7200 WHERE key = ?", (filled[0],))
     assert [r["key"] for r in run_json(capsys, "ls", "--older-than", "1h")] == [filled[0]]
 
 
@@ -156,7 +156,7 @@ def test_stats_table_and_json(capsys: pytest.CaptureFixture[str], filled: list[s
 
     stats = run_json(capsys, "stats")
     assert stats["records"] == 4
-    assert stats["bytes"] == sum(f.stat().st_size for f in result_files(Path(Cache().path).parent))
+    assert stats["bytes"] == sum(f.stat().st_size for f in result_files(settings.current().home))
     by_task = {s["task_name"]: s for s in stats["tasks"]}
     assert by_task["add_one"]["hits"] == 2
     assert by_task["add_one"]["computations"] == 3
@@ -338,13 +338,12 @@ def test_verify_fails_on_problems_until_fixed(
 def test_reindex_after_the_index_is_lost(
     capsys: pytest.CaptureFixture[str], filled: list[str], taskstash_home: Path
 ) -> None:
-    for name in ("index.db", "index.db-wal", "index.db-shm"):
-        (taskstash_home / name).unlink(missing_ok=True)
+    lose_index(taskstash_home)
     code, out, _ = run(capsys, "reindex")
     assert code == 0
-    assert out == f"rebuilt {taskstash_home / 'index.db'}: 4 records\n"
+    assert out == f"rebuilt {Cache().path}: 4 records\n"
     assert sorted(r["key"] for r in run_json(capsys, "ls")) == sorted(filled)
-    assert run_json(capsys, "reindex") == {"records": 4, "index": str(taskstash_home / "index.db")}
+    assert run_json(capsys, "reindex") == {"records": 4, "index": Cache().path}
 
 
 # as real processes ------------------------------------------------------------------------------
@@ -390,6 +389,7 @@ def doc_queries() -> list[str]:
     return re.findall(r"```sql\n(.*?)```", DOCS.read_text(), flags=re.DOTALL)
 
 
+@SQLITE_ONLY
 def test_docs_queries_run_in_sqlite_utils(filled: list[str]) -> None:
     command = sqlite_utils()
     Cache().stats()  # writes this process's pending hits, as a finished program would have

@@ -5,18 +5,21 @@ in dates, `ls` limits and arguments, and counts in words that agree with them.
 from __future__ import annotations
 
 import re
-import sqlite3
 import time
 from pathlib import Path
 
 import pytest
 from cli_support import one_error_line, run, run_json
+from index_support import index_sql
 
 from taskstash import Cache, task
 from taskstash.cache_policies import INPUTS
 from taskstash.cli import main
 from taskstash.store import Index, Record
 from taskstash.tasks import Task
+
+# Every test runs on each index database, SQLite and PostgreSQL.
+pytestmark = pytest.mark.usefixtures("index_backend")
 
 
 def cached(name: str) -> Task[[int], int]:
@@ -201,9 +204,7 @@ def test_counts_agree_with_their_nouns(
     out = run(capsys, "verify")[1]
     assert out.startswith("checked 1 record and 1 file in ")
     assert run(capsys, "stats")[1].splitlines()[-1].startswith("1 record, ")
-    with sqlite3.connect(Cache().path) as conn:
-        conn.execute("DELETE FROM records")
-    conn.close()
+    index_sql("DELETE FROM records")
     assert run(capsys, "reindex")[1].endswith(": 1 record\n")
 
 

@@ -114,6 +114,7 @@ def test_schema_is_created_with_its_version(store: Store) -> None:
 
 def test_connection_pragmas(store: Store) -> None:
     conn = store.index.connection()
+    assert isinstance(conn, sqlite3.Connection)
     assert conn.isolation_level is None
     assert conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
     assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1

@@ -24,6 +24,7 @@ import pytest
 from taskstash import LockCycleError, settings, task
 from taskstash.cache_policies import INPUTS, CacheKeyFnPolicy
 from taskstash.locking import LockManager, MemoryLockManager, SQLiteLockManager
+from taskstash.postgres_locks import PostgresLockManager
 
 
 @pytest.fixture
@@ -32,10 +33,12 @@ def key() -> str:
     return f"k-{uuid.uuid4()}"
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "postgresql"])
 def manager(request: pytest.FixtureRequest, tmp_path: Path) -> LockManager:
     if request.param == "memory":
         return MemoryLockManager()
+    if request.param == "postgresql":
+        return PostgresLockManager(request.getfixturevalue("postgres_index"))
     return SQLiteLockManager(tmp_path / "index.db")
 
 

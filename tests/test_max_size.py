@@ -23,11 +23,15 @@ from taskstash.exceptions import ResultTooLargeError
 from taskstash.settings import parse_size
 from taskstash.store import LocalStorage, Store, make_header, resolve_serializer
 
+# Every test runs on each index database, SQLite and PostgreSQL.
+pytestmark = pytest.mark.usefixtures("index_backend")
+
 LIMIT = "6.5kB"  # 6500 bytes: seven results of about 900 bytes
 MODULE = "sized_tasks"
 SOURCE = """\
 from taskstash import task
 from taskstash.cache_policies import INPUTS
+
 
 
 @task(cache_policy=INPUTS, cache_result_in_memory=False)
@@ -185,6 +189,7 @@ def test_an_invalid_limit_is_warned_about_and_refused_by_the_command(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     message = "TASKSTASH_MAX_SIZE='oodles' is not a size (write it like 10000, 500MB or 2GiB"
+    monkeypatch.setattr(settings, "_warned", set())  # warned once per process: again here
     with monkeypatch.context() as patch:
         patch.setenv("TASKSTASH_MAX_SIZE", "oodles")
         assert settings.reload().max_size is None  # the default: no limit

@@ -37,6 +37,7 @@ from taskstash.store import (
     rebuild_index,
     resolve_storage,
 )
+from taskstash.store.database import index_location
 from taskstash.store.eviction import Removed
 from taskstash.store.index import COLUMNS
 from taskstash.store.verify import Verified, storages_of, verify
@@ -103,8 +104,7 @@ class Cache(ResultsByKey):
     ) -> None:
         current = settings.current()
         # The file open_store() would resolve to; opened only on first use of `store`.
-        index = os.fspath(index_path or current.index_path)
-        self._path = os.path.realpath(os.path.expanduser(index))
+        self._path = index_location(index_path or current.index)
         self._signing_key = current.signing_key
         self.storage = resolve_storage(storage, current.local_storage_path)
 
@@ -188,7 +188,7 @@ class Cache(ResultsByKey):
         if not bound:
             return None  # a small index: its own indexes do well
         # Unary `+` keeps SQLite from using the condition's index: records_created_at it is.
-        where, params = _conditions(**conditions, indexed=False)
+        where, params = _conditions(**conditions, unindexed=self.store.index.database.unindexed)
         sql = f"{select}{where} AND created_at >= ?{order} LIMIT ?"
         rows = self._rows(sql, (*params, bound[0][0], limit))
         if len(rows) < limit:
@@ -220,7 +220,8 @@ class Cache(ResultsByKey):
             "sum(computations), "
             "round(sum(hit_count) * 1.0 / (sum(hit_count) + sum(computations)), 4), "
             "sum(hit_count * compute_seconds) "
-            "FROM records NOT INDEXED GROUP BY task_name ORDER BY hits DESC, task_name"
+            f"FROM records{self.store.index.database.not_indexed} "
+            "GROUP BY task_name ORDER BY hits DESC, task_name"
         )
         return [TaskStats(*row) for row in rows]  # type: ignore[arg-type]
 
@@ -339,7 +340,7 @@ class Cache(ResultsByKey):
             "SELECT key, size_bytes FROM ("
             "SELECT key, size_bytes, row_number() OVER ("
             "PARTITION BY task_name, task_qualname ORDER BY created_at DESC, key DESC"
-            f") AS newest FROM records{where}) WHERE newest > ?",
+            f") AS newest FROM records{where}) AS ranked WHERE newest > ?",
             (*params, keep),
         )
         return [(str(key), int(size)) for key, size in rows]  # type: ignore[call-overload]
@@ -404,17 +405,17 @@ def _conditions(
     expired: bool | None = None,
     older_than: float | None = None,
     key_prefix: str | None = None,
-    indexed: bool = True,
+    unindexed: str = "",
 ) -> tuple[str, tuple[object, ...]]:
     """A ` WHERE ...` clause (or "") and its parameters; every condition uses an index.
 
-    With `indexed=False`, the task and expiry conditions are written so that SQLite does not
-    use their indexes (`+task_name`).
+    With `unindexed` (the database's hint, `IndexDatabase.unindexed`), the task and expiry
+    conditions are written so that the planner does not use their indexes (`+task_name`).
     """
     clauses: list[str] = []
     params: list[object] = []
     now = time.time()
-    plus = "" if indexed else "+"
+    plus = unindexed
     if task is not None:
         clauses.append(f"{plus}task_name = ?")
         params.append(task)

@@ -6,6 +6,7 @@ manager of its SERIALIZABLE calls.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,7 @@ from taskstash.store import (
     open_store,
     resolve_storage,
 )
+from taskstash.store.database import is_url
 
 if TYPE_CHECKING:
     from taskstash.context import FlowRun
@@ -65,20 +67,27 @@ def inherit_results(
     return storage, serializer
 
 
-_index_paths: dict[object, Path] = {}
+_index_paths: dict[object, str] = {}
 
 
-def index_path(task: Task[Any, Any]) -> Path:
-    """The task's index file: its policy's `key_storage`, or `TASKSTASH_INDEX_PATH`."""
+def index_path(task: Task[Any, Any]) -> str:
+    """The task's index: its policy's `key_storage`, or `TASKSTASH_INDEX_URL`/`_PATH`.
+
+    A `key_storage` may be a file, a directory (its `index.db`) or an index URL.
+    """
     key_storage = task.cache_policy.key_storage
     if key_storage is None:
-        return settings.current().index_path
+        return settings.current().index
     path = _index_paths.get(key_storage)
     if path is None:
-        path = Path(key_storage).expanduser()
-        if path.is_dir() or str(key_storage).endswith(("/", "\\")):
-            path = path / "index.db"
-        _index_paths[key_storage] = path
+        text: str = os.fspath(key_storage)
+        if is_url(text) or text.startswith("sqlite://"):
+            _index_paths[key_storage] = text
+            return text
+        found = Path(text).expanduser()
+        if found.is_dir() or text.endswith(("/", "\\")):
+            found = found / "index.db"
+        path = _index_paths[key_storage] = str(found)
     return path
 
 
@@ -114,8 +123,17 @@ def lock_manager(task: Task[Any, Any], store: Store) -> LockManager:
 
 
 def index_lock_manager(store: Store) -> LockManager:
-    """The lock manager backed by `store`'s index (one per index file in a process)."""
+    """The lock manager backed by `store`'s index (one per index in a process).
+
+    On PostgreSQL, the one that serialises every machine using the index.
+    """
     manager = _default_lock_managers.get(store.index.path)
     if manager is None:
-        manager = _default_lock_managers[store.index.path] = SQLiteLockManager(store.index.path)
+        if is_url(store.index.path):
+            from taskstash.postgres_locks import PostgresLockManager
+
+            manager = PostgresLockManager(store.index.path)
+        else:
+            manager = SQLiteLockManager(store.index.path)
+        _default_lock_managers[store.index.path] = manager
     return manager

@@ -59,6 +59,21 @@ class CorruptIndexError(CacheCorruptedError, IndexUnusableError):
     """
 
 
+class IndexUnreachableError(IndexUnusableError, ConnectionError):
+    """The index's database server cannot be reached, or dropped the connection.
+
+    A `ConnectionError` too (so an `OSError`): like a storage that cannot be reached, it makes
+    task calls run uncached (one warning per task) until the server answers again, and the
+    next operation connects anew.
+
+    Attributes:
+        path: The index's URL, without its password.
+    """
+
+    def __init__(self, message: str, path: str) -> None:
+        IndexUnusableError.__init__(self, message, path)
+
+
 class IndexTooNewError(IndexUnusableError):
     """The index file has a newer schema than this taskstash knows (`PRAGMA user_version`).
 
@@ -109,6 +124,7 @@ __all__ += [
     "CorruptIndexError",
     "CorruptResultError",
     "IndexTooNewError",
+    "IndexUnreachableError",
     "IndexUnusableError",
     "LockCycleError",
     "ResultTooLargeError",

@@ -28,7 +28,6 @@ process's own, the SQLite one by the path of its index.
 from __future__ import annotations
 
 import os
-import sqlite3
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -36,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from taskstash.store import Index
+from taskstash.store.database import Connection
 
 __all__ = ["LockManager", "MemoryLockManager", "SQLiteLockManager"]
 
@@ -307,9 +307,7 @@ class SQLiteLockManager(LockManager):
             self._me_pid = pid
         return self._me
 
-    def _current(
-        self, conn: sqlite3.Connection, key: str
-    ) -> tuple[str, _Holder, float | None] | None:
+    def _current(self, conn: Connection, key: str) -> tuple[str, _Holder, float | None] | None:
         row = conn.execute(
             "SELECT holder, host, pid, pid_started, expires_at FROM locks WHERE key = ?", (key,)
         ).fetchone()

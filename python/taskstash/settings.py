@@ -14,6 +14,7 @@ reads them again unconditionally. Unset variables take the defaults below.
 | `TASKSTASH_HOME` | `~/.taskstash` | base directory of the defaults below |
 | `TASKSTASH_LOCAL_STORAGE_PATH` | `$TASKSTASH_HOME/storage` | where result files go |
 | `TASKSTASH_INDEX_PATH` | `$TASKSTASH_HOME/index.db` | the SQLite index |
+| `TASKSTASH_INDEX_URL` | unset | `postgresql://user@host:port/db` or `sqlite:///path` |
 | `TASKSTASH_TASKS_REFRESH_CACHE` | `false` | refresh every task whose `refresh_cache` is unset |
 | `TASKSTASH_LOGGING_LEVEL` | `INFO` | level of the `taskstash` logger |
 | `TASKSTASH_SIGNING_KEY` | unset | sign result files (HMAC-SHA256) and load only signed ones |
@@ -23,6 +24,8 @@ reads them again unconditionally. Unset variables take the defaults below.
 | `TASKSTASH_TASKS_DEFAULT_NO_CACHE` | `false` | run uncached the tasks given no policy or key fn |
 | `TASKSTASH_RESULTS_PERSIST_BY_DEFAULT` | `false` | cache tasks leaving `persist_result` unset |
 | `TASKSTASH_CONFIG` | `$TASKSTASH_HOME/config.toml` | the settings file |
+
+`TASKSTASH_INDEX_URL`, when set, wins over `TASKSTASH_INDEX_PATH`.
 
 A value that means nothing (`TASKSTASH_LOGGING_LEVEL=quiet`) never breaks `import taskstash` nor
 a call: its default is used, and a warning of the `taskstash` logger names the variable, its value
@@ -58,7 +61,8 @@ class Settings:
     Attributes:
         home: Base directory of the default index and storage.
         local_storage_path: Where result files go by default.
-        index_path: The SQLite index.
+        index_path: The SQLite index, unless `index_url` is set.
+        index_url: The index as a URL (`postgresql://...`, `sqlite:///...`), or None.
         tasks_refresh_cache: Refresh every task whose `refresh_cache` is unset.
         logging_level: Level of the `taskstash` logger.
         signing_key: The key (UTF-8 bytes of `TASKSTASH_SIGNING_KEY`) that result files are
@@ -92,6 +96,12 @@ class Settings:
     problems: tuple[str, ...] = ()
     storages: Mapping[str, NamedStorage] = field(default_factory=dict, repr=False)
     config_path: Path | None = None
+    index_url: str | None = None
+
+    @property
+    def index(self) -> str:
+        """The index: `index_url` if set, else the file `index_path`."""
+        return self.index_url or os.fspath(self.index_path)
 
     @classmethod
     def from_environment(cls) -> Settings:
@@ -118,6 +128,7 @@ class Settings:
             problems=tuple(problems),
             storages=file.storages,
             config_path=file.path,
+            index_url=env.get("TASKSTASH_INDEX_URL") or None,
         )
 
 
@@ -194,6 +205,7 @@ _NAMES = (
     "TASKSTASH_HOME",
     "TASKSTASH_LOCAL_STORAGE_PATH",
     "TASKSTASH_INDEX_PATH",
+    "TASKSTASH_INDEX_URL",
     "TASKSTASH_TASKS_REFRESH_CACHE",
     "TASKSTASH_LOGGING_LEVEL",
     "TASKSTASH_SIGNING_KEY",

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sqlite3
 import threading
 import time
 from collections import OrderedDict
@@ -26,6 +25,7 @@ from typing import Final
 
 from taskstash.exceptions import CorruptResultError
 from taskstash.store.base import ResultStorage
+from taskstash.store.database import Connection
 from taskstash.store.index import Index, Record
 from taskstash.store.memory import MemoryLayer
 from taskstash.store.reads import Payload
@@ -129,7 +129,7 @@ class Adoption:
             StorageUnreachableError: The storage could not be read (a server down, refusing
                 or slower than its timeouts).
             CorruptIndexError: The index file is damaged.
-            sqlite3.Error: The index could not be written.
+            sqlite3.Error, psycopg.Error: The index could not be written.
         """
         where = (storage.url, location)
         if where in self.absent or self._has_live_row(key, now):
@@ -154,6 +154,7 @@ class Adoption:
             return None
         record = Record.from_header(header, storage.url, location, len(data))
         with self.index.transaction() as conn:
+            self.index.lock_keys(conn, [key])
             # Under the write lock, as a save records its file: a local eviction may have
             # removed this one since it was read (an object store is not asked again).
             gone = isinstance(storage, LocalStorage) and not os.path.lexists(storage.path(location))
@@ -164,7 +165,7 @@ class Adoption:
             self.memory.put(key, fetched, header.expires_at, header.payload_size)
         return fetched
 
-    def _has_live_row(self, key: str, now: float, conn: sqlite3.Connection | None = None) -> bool:
+    def _has_live_row(self, key: str, now: float, conn: Connection | None = None) -> bool:
         row = (conn or self.index.connection()).execute(_EXPIRY, (key,)).fetchone()
         return row is not None and (row[0] is None or row[0] > now)
 

@@ -9,11 +9,14 @@ was removed.
 from __future__ import annotations
 
 import logging
-import sqlite3
 from collections.abc import Collection, Iterable
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
+from taskstash.store.database import Connection
 from taskstash.store.storages import locate
+
+if TYPE_CHECKING:
+    from taskstash.store.index import Index
 
 __all__ = ["Removed", "delete_records", "evict_over", "unlink_result"]
 
@@ -51,7 +54,7 @@ def unlink_result(url: str, location: str) -> None:
         _log.debug("could not delete %s in %s: %s; left for verify", location, url, exc)
 
 
-def delete_records(conn: sqlite3.Connection, keys: Iterable[str]) -> list[Removed]:
+def delete_records(conn: Connection, keys: Iterable[str]) -> list[Removed]:
     """Removes the rows of `keys` and their files (inside a write transaction)."""
     removed: list[Removed] = []
     batch: list[str] = []
@@ -65,7 +68,7 @@ def delete_records(conn: sqlite3.Connection, keys: Iterable[str]) -> list[Remove
     return removed
 
 
-def _delete_batch(conn: sqlite3.Connection, keys: list[str]) -> list[Removed]:
+def _delete_batch(conn: Connection, keys: list[str]) -> list[Removed]:
     marks = ", ".join("?" * len(keys))
     rows = conn.execute(
         f"SELECT key, storage, location, size_bytes FROM records WHERE key IN ({marks})", keys
@@ -77,12 +80,14 @@ def _delete_batch(conn: sqlite3.Connection, keys: list[str]) -> list[Removed]:
 
 
 def evict_over(
-    conn: sqlite3.Connection, max_bytes: int, keep: Collection[str] = ()
+    index: Index, conn: Connection, max_bytes: int, keep: Collection[str] = ()
 ) -> list[Removed]:
     """Removes least recently used records until the index holds at most `max_bytes`.
 
     Uses the running totals (no scan) to know whether anything must go, and the
-    `records_last_used` index to pick what. `keep` (the records just saved) are never evicted.
+    `records_last_used` index to pick what. `keep` (the records just saved) are never evicted,
+    nor records another transaction is writing right now (`IndexDatabase.try_lock_keys`): they
+    are in use, and waiting for them could deadlock with a save evicting ours.
     """
     removed: list[Removed] = []
     while True:
@@ -91,8 +96,10 @@ def evict_over(
         if excess <= 0:
             return removed
         victims: list[str] = []
-        for key, url, location, size in conn.execute(_LEAST_RECENTLY_USED, (len(keep) + 64,)):
-            if key in keep:
+        rows = conn.execute(_LEAST_RECENTLY_USED, (len(keep) + 64,)).fetchall()
+        free = set(index.database.try_lock_keys(conn, [r[0] for r in rows if r[0] not in keep]))
+        for key, url, location, size in rows:
+            if key not in free:
                 continue
             victims.append(key)
             unlink_result(url, location)

@@ -23,7 +23,7 @@ from typing import Final
 
 from taskstash.store.index import Index
 
-__all__ = ["HIT_FLUSH_COUNT", "HIT_FLUSH_SECONDS", "HitCounter"]
+__all__ = ["HIT_FLUSH_COUNT", "HIT_FLUSH_SECONDS", "HitCounter", "flush_all_hits"]
 
 HIT_FLUSH_COUNT: Final = 256
 """Pending hits that trigger a flush to the index."""
@@ -115,7 +115,8 @@ class HitCounter:
 _LIVE: weakref.WeakSet[HitCounter] = weakref.WeakSet()
 
 
-def _flush_all() -> None:
+def flush_all_hits() -> None:
+    """Writes the pending hits of every store of this process (errors are warned about)."""
     for counter in list(_LIVE):
         counter._flush_quietly()
 
@@ -146,7 +147,7 @@ class _Flusher:
         # as its pool may kill it any moment, and flushes at its end, as atexit does not run.
         util = sys.modules.get("multiprocessing.util")
         if util is not None:
-            util.Finalize(None, _flush_all, exitpriority=0)
+            util.Finalize(None, flush_all_hits, exitpriority=0)
             if sys.modules["multiprocessing"].parent_process() is not None:
                 delay = 0.0
         threading.Thread(
@@ -160,7 +161,7 @@ class _Flusher:
             time.sleep(delay)
             # Cleared before the flush: a batch begun during it wakes the next round.
             wake.clear()
-            _flush_all()
+            flush_all_hits()
 
 
 _FLUSHER = _Flusher()
@@ -174,6 +175,6 @@ def _after_fork_in_child() -> None:
         counter._after_fork()
 
 
-atexit.register(_flush_all)
+atexit.register(flush_all_hits)
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)

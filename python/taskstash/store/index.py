@@ -1,10 +1,11 @@
-"""The SQLite index: one row per cache record, a documented public schema (docs/schema.md).
+"""The index: one row per cache record, a documented public schema (docs/schema.md).
 
-Connections: one per thread and process (re-opened after a fork), made by
-`taskstash.store.sqlite.connect`; every write runs inside `transaction()` (`BEGIN IMMEDIATE`).
+It lives in SQLite or PostgreSQL (`taskstash.store.database`); the SQL here is written once for
+both. Connections: one per thread and process (re-opened after a fork); every write runs inside
+`transaction()`.
 
-The schema is versioned with `PRAGMA user_version`; `MIGRATIONS[n]` brings a database from
-version n to n + 1, and all missing steps run in one transaction when a connection opens.
+The schema is versioned (SQLite's `PRAGMA user_version`, PostgreSQL's `taskstash_schema`
+table); the missing migration steps run in one transaction when the index is first opened.
 
 A file that is not a database, truncated or malformed raises `CorruptIndexError`, whose message
 names the file and `taskstash.store.rebuild_index`, which rebuilds it from the result files.
@@ -14,8 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
-import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -26,14 +25,8 @@ from taskstash.store.schema import MIGRATIONS, SCHEMA_VERSION
 
 if TYPE_CHECKING:
     from taskstash.store.base import ResultStorage
-from taskstash.store.sqlite import (
-    connect,
-    damaged,
-    is_corruption,
-    migrate,
-    transaction,
-    user_version,
-)
+from taskstash.store.database import Connection, index_location, open_database
+from taskstash.store.sqlite import connect, transaction, user_version
 
 __all__ = [
     "COLUMNS",
@@ -155,11 +148,6 @@ def _parse_components(text: str) -> dict[str, str]:
     return parsed.copy()
 
 
-# Connections inherited through fork() are never used nor closed in the child (closing could
-# disturb the parent's locks); they are parked here instead of being garbage collected. So are
-# other threads' connections to an index found damaged (only their own thread may close them).
-_INHERITED: list[object] = []
-
 _SELECT_LIVE: Final = (
     f"SELECT {', '.join(COLUMNS)} FROM records "
     "WHERE key = ? AND (expires_at IS NULL OR expires_at > ?)"
@@ -179,7 +167,7 @@ _UPSERT: Final = (
 )
 _ADD_HITS: Final = (
     "UPDATE records SET hit_count = hit_count + ?, "
-    "last_hit_at = max(coalesce(last_hit_at, 0), ?) WHERE key = ?"
+    "last_hit_at = CASE WHEN last_hit_at > ? THEN last_hit_at ELSE ? END WHERE key = ?"
 )
 
 
@@ -200,86 +188,66 @@ def read_file_record(storage: ResultStorage, location: str) -> Record | None:
 
 
 class Index:
-    """The index file, with one connection per thread and process.
+    """The index: SQLite or PostgreSQL (`taskstash.store.database`), one connection per thread.
 
-    Opening it creates the file (0o600, its directory 0o700) and migrates the schema.
+    Opening it creates the database if it is a file (0o600, its directory 0o700) and migrates
+    the schema.
 
     Args:
-        path: The index file.
+        location: The index file (`~` expanded, links followed), `sqlite:///path`, or a
+            `postgresql://user@host:port/db` URL.
 
     Once an operation finds the file damaged (`CorruptIndexError`), every thread's connection
     is dropped, so that the next operation opens the file again: after `rebuild_index` it is a
     new, sound file.
 
+    Attributes:
+        path: The index's canonical location (see `index_location`): a file path or a URL.
+        database: The database it lives in.
+
     Raises:
-        IndexTooNewError: The file's schema is newer than this taskstash.
+        IndexTooNewError: The index's schema is newer than this taskstash.
         CorruptIndexError: The file is not an SQLite database, or is damaged.
+        IndexUnreachableError: The PostgreSQL server cannot be reached.
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = os.path.abspath(os.fspath(path))
-        self._local = threading.local()
-        self._migrated = False
-        self.connection()
+    def __init__(self, location: str | os.PathLike[str]) -> None:
+        self.path = index_location(location)
+        self.database = open_database(self.path)
 
-    def connection(self) -> sqlite3.Connection:
+    def connection(self) -> Connection:
         """This thread's connection, opened (and the schema migrated) on first use."""
-        local = self._local
-        try:
-            if local.pid == os.getpid():
-                conn: sqlite3.Connection = local.conn
-                return conn
-            _INHERITED.append(local.conn)
-        except AttributeError:
-            pass
-        conn = connect(self.path)
-        try:
-            if not self._migrated:
-                migrate(conn, self.path)
-                self._migrated = True
-        except BaseException as exc:
-            conn.close()
-            if isinstance(exc, sqlite3.DatabaseError) and is_corruption(exc):
-                raise damaged(self.path, exc) from exc
-            raise
-        local.conn = conn
-        local.pid = os.getpid()
-        return conn
+        return self.database.connection()
 
     def close(self) -> None:
         """Closes this thread's connection; the next use opens a new one."""
-        local = self._local
-        conn = getattr(local, "conn", None)
-        if conn is not None and local.pid == os.getpid():
-            conn.close()
-        local.__dict__.clear()
+        self.database.close()
 
     def reset(self) -> None:
-        """Drops every thread's connection; the next use opens (and checks) the file again."""
-        self.close()
-        _INHERITED.append(self._local)  # other threads' connections, parked (see _INHERITED)
-        self._local = threading.local()
-        self._migrated = False
+        """Drops every thread's connection; the next use opens (and checks) the index again."""
+        self.database.reset()
 
-    def _check(self, exc: sqlite3.Error) -> None:
+    def _check(self, exc: Exception) -> None:
         """Raises `CorruptIndexError` (and drops the connections) if `exc` means damage."""
-        if is_corruption(exc):
-            self.reset()
-            raise damaged(self.path, exc) from exc
+        self.database.check(exc)
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """`transaction()` on this thread's connection.
+    def transaction(self) -> Iterator[Connection]:
+        """A write transaction on this thread's connection (see `IndexDatabase.transaction`).
 
         Raises:
             CorruptIndexError: The file is damaged.
         """
         try:
-            with transaction(self.connection()) as conn:
+            with self.database.transaction() as conn:
                 yield conn
-        except sqlite3.DatabaseError as exc:
+        except self.database.errors as exc:
             self._check(exc)
             raise
+
+    def lock_keys(self, conn: Connection, keys: Iterable[str]) -> None:
+        """Inside `transaction()`: waits until no other transaction writes these keys' rows."""
+        self.database.lock_keys(conn, keys)
 
     def get(self, key: str, now: float | None = None) -> Record | None:
         """The record for `key`; if `now` is given, only if it has not expired by then."""
@@ -288,7 +256,7 @@ class Index:
                 row = self.connection().execute(_SELECT_ANY, (key,)).fetchone()
             else:
                 row = self.connection().execute(_SELECT_LIVE, (key, now)).fetchone()
-        except sqlite3.DatabaseError as exc:
+        except self.database.errors as exc:
             self._check(exc)
             raise
         return None if row is None else Record.from_row(row)
@@ -303,7 +271,7 @@ class Index:
             row: tuple[str, str, str, str, float | None, int] | None = (
                 self.connection().execute(_SELECT_HIT, (key, now)).fetchone()
             )
-        except sqlite3.DatabaseError as exc:
+        except self.database.errors as exc:
             self._check(exc)
             raise
         return row
@@ -316,16 +284,16 @@ class Index:
         try:
             rows = self.connection().execute(sql + " ORDER BY created_at, key", tuple(params))
             return [Record.from_row(row) for row in rows]
-        except sqlite3.DatabaseError as exc:
+        except self.database.errors as exc:
             self._check(exc)
             raise
 
     @staticmethod
-    def upsert(conn: sqlite3.Connection, record: Record) -> None:
+    def upsert(conn: Connection, record: Record) -> None:
         """Inserts `record` or replaces the row with its key (inside a transaction)."""
         conn.execute(_UPSERT, record.to_row())
 
     @staticmethod
-    def add_hits(conn: sqlite3.Connection, hits: Iterable[tuple[int, float, str]]) -> None:
+    def add_hits(conn: Connection, hits: Iterable[tuple[int, float, str]]) -> None:
         """Adds `(count, last hit time, key)` hits to their rows (inside a transaction)."""
-        conn.executemany(_ADD_HITS, hits)
+        conn.executemany(_ADD_HITS, ((count, last, last, key) for count, last, key in hits))

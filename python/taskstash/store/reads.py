@@ -176,6 +176,7 @@ class ResultReads:
         the file can be checked together.
         """
         with self.index.transaction() as conn:
+            self.index.lock_keys(conn, [record.key])
             row = conn.execute(SELECT_WHERE, (record.key,)).fetchone()
             if row is None or tuple(row) != (record.storage, record.location):
                 return False

@@ -14,6 +14,7 @@ import time
 from typing import TYPE_CHECKING
 
 from taskstash.exceptions import CorruptIndexError, CorruptResultError
+from taskstash.store.database import index_location, is_url
 from taskstash.store.index import Index, Record, read_file_record
 from taskstash.store.registry import stores_of
 from taskstash.store.sqlite import connect, is_corruption
@@ -47,7 +48,8 @@ def rebuild_index(
     until it finds it damaged, then opens the new one.
 
     Args:
-        index_path: The index file (`~` expanded, links followed).
+        index_path: The index file (`~` expanded, links followed) or URL; an index on a
+            server is rebuilt in place.
         *storages: The result storages to read: `ResultStorage` objects, or anything a task's
             `result_storage` accepts (a directory, an fsspec URL or filesystem).
 
@@ -61,12 +63,12 @@ def rebuild_index(
     if not storages:
         raise ValueError("name at least one result storage to rebuild the index from")
     # The file itself, not a link to it: it is the file that is moved aside and replaced.
-    path = os.path.realpath(os.path.expanduser(os.fspath(index_path)))
+    path = index_location(index_path)
     resolved = [resolve_storage(spec, os.getcwd()) for spec in storages]
     records, files, skipped = _scan(resolved, path)
     for store in stores_of(path):  # this process's connections must not write to the old file
         store.index.reset()
-    if _is_damaged(path):
+    if not is_url(path) and _is_damaged(path):
         _move_aside(path)
     index = Index(path)
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 
+from taskstash.store.database import index_location, is_url
 from taskstash.store.store import Store
 
 __all__ = ["open_store", "stores_of"]
@@ -31,18 +32,20 @@ def open_store(index_path: str | os.PathLike[str], signing_key: bytes | None = N
     store = _STORES.get((name, signing_key))
     if store is not None:
         return store
-    resolved = os.path.realpath(os.path.expanduser(name))
+    resolved = index_location(name)
     with _STORES_LOCK:
         store = _STORES.get((resolved, signing_key))
         if store is None:
             store = _STORES[resolved, signing_key] = Store(resolved, signing_key)
-        if os.path.isabs(name):  # a relative name may mean another file after a chdir
+        if is_url(name) or os.path.isabs(
+            name
+        ):  # a relative name may mean another file after a chdir
             _STORES[name, signing_key] = store
     return store
 
 
 def stores_of(index_path: str) -> list[Store]:
     """The stores of this process open on the index file `index_path`."""
-    wanted = os.path.realpath(index_path)
-    found = {id(s): s for s in list(_STORES.values()) if os.path.realpath(s.path) == wanted}
+    wanted = index_location(index_path)
+    found = {id(s): s for s in list(_STORES.values()) if s.path == wanted}
     return list(found.values())

@@ -3,7 +3,7 @@
 Connections are in autocommit mode (`isolation_level=None`) so that transactions are explicit:
 every write runs inside `transaction()`, which takes the write lock up front with
 `BEGIN IMMEDIATE`. WAL mode lets readers run while one writer writes, across threads and
-processes. `Index` (in `taskstash.store.index`) keeps one connection per thread and process.
+processes. `SQLiteDatabase` keeps one connection per thread and process.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import contextlib
 import errno
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,10 +20,12 @@ from typing import Final
 
 from taskstash.exceptions import CorruptIndexError, IndexTooNewError, TaskstashError
 from taskstash.store.base import makedirs_private, temp_name
+from taskstash.store.database import IndexDatabase
 from taskstash.store.schema import MIGRATIONS, SCHEMA_VERSION
 
 __all__ = [
     "TIMEOUT_SECONDS",
+    "SQLiteDatabase",
     "connect",
     "damaged",
     "is_corruption",
@@ -235,3 +238,86 @@ def connect(
         conn.close()
         raise
     return conn
+
+
+# Connections inherited through fork() are never used nor closed in the child (closing could
+# disturb the parent's locks); they are parked here instead of being garbage collected. So are
+# other threads' connections to an index found damaged (only their own thread may close them).
+_INHERITED: list[object] = []
+
+
+class SQLiteDatabase(IndexDatabase):
+    """An index file, with one connection per thread and process.
+
+    Opening it creates the file (0o600, its directory 0o700) and migrates the schema.
+
+    Args:
+        path: The index file (an absolute path).
+
+    Raises:
+        IndexTooNewError: The file's schema is newer than this taskstash.
+        CorruptIndexError: The file is not an SQLite database, or is damaged.
+    """
+
+    unindexed = "+"
+    not_indexed = " NOT INDEXED"
+
+    def __init__(self, path: str) -> None:
+        self.location = path
+        self._local = threading.local()
+        self._migrated = False
+        self.connection()
+
+    @property
+    def errors(self) -> tuple[type[Exception], ...]:  # noqa: D102
+        return (sqlite3.DatabaseError,)
+
+    def connection(self) -> sqlite3.Connection:  # noqa: D102
+        local = self._local
+        try:
+            if local.pid == os.getpid():
+                conn: sqlite3.Connection = local.conn
+                return conn
+            _INHERITED.append(local.conn)
+        except AttributeError:
+            pass
+        conn = connect(self.location)
+        try:
+            if not self._migrated:
+                migrate(conn, self.location)
+                self._migrated = True
+        except BaseException as exc:
+            conn.close()
+            if isinstance(exc, sqlite3.DatabaseError) and is_corruption(exc):
+                raise damaged(self.location, exc) from exc
+            raise
+        local.conn = conn
+        local.pid = os.getpid()
+        return conn
+
+    def close(self) -> None:  # noqa: D102
+        local = self._local
+        conn = getattr(local, "conn", None)
+        if conn is not None and local.pid == os.getpid():
+            conn.close()
+        local.__dict__.clear()
+
+    def reset(self) -> None:  # noqa: D102
+        self.close()
+        _INHERITED.append(self._local)  # other threads' connections, parked (see _INHERITED)
+        self._local = threading.local()
+        self._migrated = False
+
+    def integrity_problems(self) -> list[str]:  # noqa: D102
+        rows = self.connection().execute("PRAGMA integrity_check")
+        return [str(row[0]) for row in rows if row[0] != "ok"]
+
+    def check(self, exc: Exception) -> None:  # noqa: D102
+        if isinstance(exc, sqlite3.Error) and is_corruption(exc):
+            self.reset()
+            raise damaged(self.location, exc) from exc
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:  # noqa: D102
+        with transaction(self.connection()) as conn:
+            yield conn

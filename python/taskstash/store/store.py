@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -27,6 +26,7 @@ from taskstash.exceptions import CorruptIndexError, CorruptResultError, ResultTo
 from taskstash.hashing import hash_bytes
 from taskstash.store.adoption import Absent, Adoption
 from taskstash.store.base import StagedFile, trust, write_all
+from taskstash.store.database import Connection
 from taskstash.store.eviction import Removed, delete_records, evict_over, unlink_result
 from taskstash.store.hits import HIT_FLUSH_COUNT, HIT_FLUSH_SECONDS, HitCounter
 from taskstash.store.index import Index, Record, read_file_record
@@ -155,7 +155,7 @@ class Store(ResultReads, Adoption, HitCounter):
             OSError: The file could not be written.
             ResultTooLargeError: The file would be larger than `max_bytes`; nothing is
                 written and nothing evicted.
-            sqlite3.Error: The index could not be written.
+            sqlite3.Error, psycopg.Error: The index could not be written.
             CorruptIndexError: The index file is damaged.
         """
         location = check_location(location)
@@ -306,7 +306,7 @@ class Store(ResultReads, Adoption, HitCounter):
 
         Raises:
             OSError: A staged file could not be put in place.
-            sqlite3.Error: The index could not be written.
+            sqlite3.Error, psycopg.Error: The index could not be written.
             CorruptIndexError: The index file is damaged.
         """
         for each in staged:
@@ -318,6 +318,7 @@ class Store(ResultReads, Adoption, HitCounter):
         placed: list[tuple[Staged, tuple[str, str] | None]] = []
         try:
             with self.index.transaction() as conn:
+                self.index.lock_keys(conn, [each.record.key for each in staged])
                 for each in staged:
                     old = conn.execute(SELECT_WHERE, (each.record.key,)).fetchone()
                     each.file.publish()
@@ -326,7 +327,9 @@ class Store(ResultReads, Adoption, HitCounter):
                 evicted = (
                     []
                     if self.max_bytes is None
-                    else evict_over(conn, self.max_bytes, keep={s.record.key for s in staged})
+                    else evict_over(
+                        self.index, conn, self.max_bytes, keep={s.record.key for s in staged}
+                    )
                 )
         except CorruptIndexError:
             for each in staged[len(placed) :]:
@@ -374,6 +377,8 @@ class Store(ResultReads, Adoption, HitCounter):
             `(key, bytes)` of each record that was there.
         """
         with self.index.transaction() as conn:
+            keys = list(keys)
+            self.index.lock_keys(conn, keys)
             removed = delete_records(conn, keys)
         for key, _ in removed:
             self._forget(key)
@@ -390,7 +395,7 @@ class Store(ResultReads, Adoption, HitCounter):
         self.index.close()
 
 
-def _record_placed(conn: sqlite3.Connection, staged: Staged, old: tuple[str, str] | None) -> None:
+def _record_placed(conn: Connection, staged: Staged, old: tuple[str, str] | None) -> None:
     """Writes the row of a file just put in place; `old`: the key's previous storage, location."""
     record, storage = staged.record, staged.storage
     where = (storage.url, record.location)

@@ -110,9 +110,7 @@ def verify(
     """
     report = Verified()
     conn = store.index.connection()
-    report.integrity = [
-        str(row[0]) for row in conn.execute("PRAGMA integrity_check") if row[0] != "ok"
-    ]
+    report.integrity = store.index.database.integrity_problems()
     rows = conn.execute("SELECT key, storage, location, checksum FROM records").fetchall()
     report.records = len(rows)
     known: dict[str, set[str]] = {}

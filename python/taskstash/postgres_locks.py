@@ -1,0 +1,112 @@
+"""Locks shared by every machine that uses one PostgreSQL index (`PostgresLockManager`).
+
+A lock is a row of the index's `locks` table. Two rules decide whether it is still held, both
+judged by the server alone, so that machines with skewed clocks agree:
+
+- its lease (`hold_timeout`) is measured with the server's `clock_timestamp()`;
+- the connection that took it must still exist: a holder whose machine died, or whose
+  connection was ended (`pg_terminate_backend`), frees the key at once for the others.
+
+Each taking gets a new number from the `lock_tokens` sequence (`token`), a fencing token: a
+holder whose lease ran out and whose key someone else took has a lower token than the lock now
+bears (`holds_token`).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Final
+
+from taskstash.locking import LockManager
+from taskstash.store import Index
+from taskstash.store.database import Connection
+
+__all__ = ["PostgresLockManager"]
+
+_NOW: Final = "extract(epoch FROM clock_timestamp())"
+_LIVE: Final = (
+    f"(locks.expires_at IS NULL OR locks.expires_at > {_NOW}) "
+    "AND EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = locks.backend_pid)"
+)
+_TAKE: Final = (
+    "INSERT INTO locks (key, holder, host, pid, backend_pid, token, acquired_at, expires_at) "
+    f"VALUES (?, ?, ?, ?, pg_backend_pid(), nextval('lock_tokens'), {_NOW}, "
+    f"{_NOW} + CAST(? AS double precision)) "
+    "ON CONFLICT (key) DO UPDATE SET holder = excluded.holder, host = excluded.host, "
+    "pid = excluded.pid, backend_pid = excluded.backend_pid, token = excluded.token, "
+    "acquired_at = excluded.acquired_at, expires_at = excluded.expires_at "
+    "RETURNING token"
+)
+
+_HOST = os.uname().nodename
+
+
+class PostgresLockManager(LockManager):
+    """Locks for processes on any number of machines, kept in a PostgreSQL index.
+
+    The default lock manager of SERIALIZABLE tasks whose index is on PostgreSQL.
+
+    Args:
+        index_url: The index's `postgresql://` URL.
+    """
+
+    def __init__(self, index_url: str) -> None:
+        self.index = Index(index_url)
+
+    def __reduce__(self) -> tuple[type[PostgresLockManager], tuple[str]]:
+        # By its URL: every process connects for itself.
+        return (PostgresLockManager, (self.index.path,))
+
+    def _current(self, conn: Connection, key: str) -> tuple[str, bool] | None:
+        row = conn.execute(f"SELECT holder, {_LIVE} FROM locks WHERE key = ?", (key,)).fetchone()
+        return None if row is None else (str(row[0]), bool(row[1]))
+
+    def _try_acquire(self, key: str, holder: str, hold_timeout: float | None) -> bool:
+        with self.index.transaction() as conn:
+            self.index.lock_keys(conn, [key])  # takers of one key, one at a time
+            lock = self._current(conn, key)
+            if lock is not None and lock[0] != holder and lock[1]:
+                return False
+            conn.execute(_TAKE, (key, holder, _HOST, os.getpid(), hold_timeout))
+            return True
+
+    def token(self, key: str, holder: str) -> int | None:
+        """The fencing token of `holder`'s live lock on `key`; None if it holds none."""
+        row = (
+            self.index.connection()
+            .execute(
+                f"SELECT token FROM locks WHERE key = ? AND holder = ? AND {_LIVE}", (key, holder)
+            )
+            .fetchone()
+        )
+        return None if row is None else int(row[0])
+
+    def holds_token(self, conn: Connection, key: str, token: int) -> bool:
+        """Whether the lock taken with `token` is still the live lock on `key`.
+
+        Meant for the write transaction of the holder's result: false once its lease ran out
+        and another holder took the key (the token changed) or finished (the row is gone).
+        """
+        row = conn.execute(
+            f"SELECT 1 FROM locks WHERE key = ? AND token = ? AND {_LIVE}", (key, token)
+        ).fetchone()
+        return row is not None
+
+    def release_lock(self, key: str, holder: str) -> None:  # noqa: D102
+        with self.index.transaction() as conn:
+            cursor = conn.execute(
+                f"DELETE FROM locks WHERE key = ? AND holder = ? AND {_LIVE} RETURNING key",
+                (key, holder),
+            )
+            if cursor.fetchone() is None:
+                raise ValueError(
+                    f"{holder!r} cannot release the lock on {key!r}: it does not hold it"
+                )
+
+    def is_locked(self, key: str) -> bool:  # noqa: D102
+        lock = self._current(self.index.connection(), key)
+        return lock is not None and lock[1]
+
+    def is_lock_holder(self, key: str, holder: str) -> bool:  # noqa: D102
+        lock = self._current(self.index.connection(), key)
+        return lock is not None and lock[0] == holder and lock[1]
