@@ -145,6 +145,10 @@ class Proxy:
     def stop(self) -> None:
         listener, self._listener = self._listener, None
         if listener is not None:
+            # Shut down first: closing alone leaves a thread blocked in accept() on the
+            # socket, which goes on accepting connections.
+            with contextlib.suppress(OSError):
+                listener.shutdown(socket.SHUT_RDWR)
             listener.close()
         with self._lock:
             for connection in self._open:

@@ -117,3 +117,25 @@ def test_report_is_written_with_or_without_matplotlib(
         assert heading in report
     assert "Smoke run" in report
     assert (out / "chart.png").exists() == importable("matplotlib")
+
+
+def test_the_s3_benchmark_counts_the_requests_of_each_operation() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "benches.harness", "--only", "s3", "--smoke"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    rows = {
+        line.split(" | ")[0].lstrip("| "): line.split(" | ")[2].rstrip(" |")
+        for line in done.stdout.splitlines()[2:]
+    }
+    assert rows == {
+        "miss (compute, then store in the bucket)": "4 (2 GET, 1 HEAD, 1 PUT)",
+        "first hit from a second machine (adopt)": "1 (1 GET)",
+        "later hit from the second machine": "1 (1 GET)",
+        "hit on local storage": "0",
+    }

@@ -1,4 +1,4 @@
-"""The one command: `python -m benches.harness [--smoke] [--out DIRECTORY]` (see __init__)."""
+"""The one command: `python -m benches.harness [--smoke] [--out DIRECTORY] [--only s3]`."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from . import cases, hashing, imports, machine, peers, report, scale, stampede
+from . import cases, hashing, imports, machine, peers, report, s3, scale, stampede
 from .chart import available as chart_available
 from .chart import write_chart
 from .plan import FULL, SMOKE, Plan
@@ -37,6 +37,12 @@ def _arguments(argv: list[str]) -> argparse.Namespace:
         "--out",
         type=Path,
         help=f"where the report goes (default: {DEFAULT_OUT}; a temporary directory with --smoke)",
+    )
+    parser.add_argument(
+        "--only",
+        choices=["s3"],
+        help="run one benchmark and print its table: s3 (a cache on a loopback S3 server, "
+        "from two machines)",
     )
     parser.add_argument(
         "--report-only",
@@ -106,6 +112,13 @@ def main(argv: list[str]) -> None:
     )
     if arguments.report_only:
         write(Results.read(out / "results.json"), out)
+        return
+    if arguments.only == "s3":
+        scratch = Path(tempfile.mkdtemp(prefix="taskstash-bench-s3-"))
+        try:
+            print(s3.render(_step("s3", lambda: s3.run_s3(plan, scratch))), end="")
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
         return
     missing = [module for module in peers.BENCH_EXTRA if not peers.installed(module)]
     if not plan.smoke and (missing or not chart_available()):

@@ -8,12 +8,19 @@
     cache.prune(expired=True)
     cache.prune(keep_newest=3)            # only each task's 3 newest records stay
     cache.verify(fix=True)
+    cache.adopt("my-cache-bucket")        # every record of a shared storage, into this index
     cache.read(key).result                # a record's value, checked as a hit (and `exists`,
     cache.write(key, value)               # `write`, `delete`: see `taskstash.cache_results`)
 
 It works on the index and result files only; it never runs a task. The index is opened on first
 use, so that `reindex()` can rebuild one too damaged to open. The `taskstash` command is a front
 end to it.
+
+Storages are given as a task's `result_storage` is (a path, a URL, a name of the settings file,
+a `ResultStorage`). A shared storage (an object store) holds the records of every machine using
+it: removing records from this index (`prune`, `clear`, eviction) leaves their objects there
+unless `delete_objects=True`; `invalidate` (one key) deletes its object, or the next call would
+adopt it again. `storage=` narrows looking, pruning and checking to one storage's records.
 """
 
 from __future__ import annotations
@@ -22,11 +29,11 @@ import functools
 import os
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
 
 from taskstash import settings
+from taskstash.cache_reports import Pruned, TaskStats, where_clause
 from taskstash.cache_results import ResultsByKey, StoredResult
 from taskstash.exceptions import CorruptIndexError
 from taskstash.store import (
@@ -40,9 +47,14 @@ from taskstash.store import (
 from taskstash.store.database import index_location
 from taskstash.store.eviction import Removed
 from taskstash.store.index import COLUMNS
+from taskstash.store.rebuild import Adopted, adopt_records
+from taskstash.store.storages import storage_for_url
 from taskstash.store.verify import Verified, storages_of, verify
 
-__all__ = ["Cache", "Pruned", "StoredResult", "TaskStats", "Verified"]
+__all__ = ["Adopted", "Cache", "Pruned", "StoredResult", "TaskStats", "Verified"]
+
+StorageSpec = str | os.PathLike[str] | ResultStorage
+"""A storage as a task's `result_storage` names it (a path, URL, storage name or object)."""
 
 Progress = Callable[[int, int], None]
 """Called as `progress(done, total)` during long operations."""
@@ -54,38 +66,6 @@ _DELETE_SECONDS = 0.2
 _DELETE_CHUNKS = (500, 2000, 50_000)  # the fewest records per transaction, the first, the most
 # `records(task=..., limit=...)` first looks for the newest records among this many newest rows.
 _PROBE_ROWS = 5000
-
-
-@dataclass(frozen=True)
-class TaskStats:
-    """What the cache holds for one task, and what it has saved.
-
-    Attributes:
-        task_name: The task.
-        records: Records of the task.
-        total_bytes: Bytes of their result files.
-        hits: Hits written to the index (they lag running programs by about a second).
-        computations: Times its records were computed (stored).
-        hit_rate: `hits / (hits + computations)`.
-        compute_seconds_saved: The sum over records of hits times computing time.
-    """
-
-    task_name: str
-    records: int
-    total_bytes: int
-    hits: int
-    computations: int
-    hit_rate: float
-    compute_seconds_saved: float
-
-
-@dataclass(frozen=True)
-class Pruned:
-    """Records removed (or that would be, on a dry run)."""
-
-    records: int
-    bytes: int
-    keys: list[str] = field(default_factory=list)
 
 
 class Cache(ResultsByKey):
@@ -100,13 +80,22 @@ class Cache(ResultsByKey):
     def __init__(
         self,
         index_path: str | os.PathLike[str] | None = None,
-        storage: str | os.PathLike[str] | ResultStorage | None = None,
+        storage: StorageSpec | None = None,
     ) -> None:
         current = settings.current()
         # The file open_store() would resolve to; opened only on first use of `store`.
         self._path = index_location(index_path or current.index)
         self._signing_key = current.signing_key
-        self.storage = resolve_storage(storage, current.local_storage_path)
+        self.storage = self._resolve(storage)
+
+    def _resolve(self, storage: StorageSpec | None) -> ResultStorage:
+        current = settings.current()
+        return resolve_storage(
+            storage, current.local_storage_path, current.storages, timeout=current.storage_timeout
+        )
+
+    def _url(self, storage: StorageSpec | None) -> str | None:
+        return None if storage is None else self._resolve(storage).url
 
     @functools.cached_property
     def store(self) -> Store:
@@ -140,6 +129,7 @@ class Cache(ResultsByKey):
         older_than: float | None = None,
         key_prefix: str | None = None,
         limit: int | None = None,
+        storage: StorageSpec | None = None,
     ) -> list[Record]:
         """Records, newest first.
 
@@ -149,21 +139,23 @@ class Cache(ResultsByKey):
             older_than: Only records created more than this many seconds ago.
             key_prefix: Only keys starting with this.
             limit: At most this many.
+            storage: Only records stored there.
         """
         conditions: dict[str, Any] = {
             "task": task,
             "expired": expired,
             "older_than": older_than,
             "key_prefix": key_prefix,
+            "storage": self._url(storage),
         }
         select = f"SELECT {', '.join(COLUMNS)} FROM records"
         order = " ORDER BY created_at DESC"
-        narrowed = task is not None or expired is not None
+        narrowed = task is not None or expired is not None or storage is not None
         if limit is not None and limit > 0 and narrowed and key_prefix is None:
             found = self._newest(select, order, int(limit), conditions)
             if found is not None:
                 return found
-        where, params = _conditions(**conditions)
+        where, params = where_clause(**conditions)
         sql = f"{select}{where}{order}"
         if limit is not None:
             sql += " LIMIT ?"
@@ -188,7 +180,7 @@ class Cache(ResultsByKey):
         if not bound:
             return None  # a small index: its own indexes do well
         # Unary `+` keeps SQLite from using the condition's index: records_created_at it is.
-        where, params = _conditions(**conditions, unindexed=self.store.index.database.unindexed)
+        where, params = where_clause(**conditions, unindexed=self.store.index.database.unindexed)
         sql = f"{select}{where} AND created_at >= ?{order} LIMIT ?"
         rows = self._rows(sql, (*params, bound[0][0], limit))
         if len(rows) < limit:
@@ -209,8 +201,13 @@ class Cache(ResultsByKey):
             raise ValueError(f"several keys start with {key!r}; give more of the key")
         return found[0]
 
-    def stats(self) -> list[TaskStats]:
-        """Per task: records, bytes, hits, hit rate and compute time saved (most hits first)."""
+    def stats(self, *, storage: StorageSpec | None = None) -> list[TaskStats]:
+        """Per task: records, bytes, hits, hit rate and compute time saved (most hits first).
+
+        Args:
+            storage: Only records stored there.
+        """
+        where, params = where_clause(storage=self._url(storage))
         self.store.flush_hits()
         # The task_stats view's columns (docs/schema.md), computed from one scan of the table:
         # SQLite would otherwise walk records_task_name and look up every row from there,
@@ -220,14 +217,20 @@ class Cache(ResultsByKey):
             "sum(computations), "
             "round(sum(hit_count) * 1.0 / (sum(hit_count) + sum(computations)), 4), "
             "sum(hit_count * compute_seconds) "
-            f"FROM records{self.store.index.database.not_indexed} "
-            "GROUP BY task_name ORDER BY hits DESC, task_name"
+            f"FROM records{self.store.index.database.not_indexed}{where} "
+            "GROUP BY task_name ORDER BY hits DESC, task_name",
+            params,
         )
         return [TaskStats(*row) for row in rows]  # type: ignore[arg-type]
 
-    def totals(self) -> tuple[int, int]:
-        """Records and bytes in the whole index (kept by triggers: no scan)."""
-        row = self._rows("SELECT records, bytes FROM totals")[0]
+    def totals(self, *, storage: StorageSpec | None = None) -> tuple[int, int]:
+        """Records and bytes in the whole index (kept by triggers: no scan), or in `storage`."""
+        url = self._url(storage)
+        if url is None:
+            row = self._rows("SELECT records, bytes FROM totals")[0]
+        else:
+            sql = "SELECT count(*), coalesce(sum(size_bytes), 0) FROM records WHERE storage = ?"
+            row = self._rows(sql, (url,))[0]
         return int(row[0]), int(row[1])  # type: ignore[call-overload]
 
     # removing ---------------------------------------------------------------------------------
@@ -261,13 +264,15 @@ class Cache(ResultsByKey):
         task: str | None = None,
         dry_run: bool = False,
         progress: Progress | None = None,
+        storage: StorageSpec | None = None,
+        delete_objects: bool = False,
     ) -> Pruned:
-        """Removes records and their files.
+        """Removes records and their files (objects of shared storages only if asked).
 
         Records that are expired (with `expired`), older than `older_than` seconds, or not
         among the `keep_newest` newest of their task go (any one reason suffices); then, with
         `max_size`, least recently used ones until the index holds at most `max_size` bytes.
-        `task` restricts all of it to one task's records.
+        `task` and `storage` restrict all of it to one task's, or one storage's, records.
 
         Args:
             expired: Remove expired records.
@@ -279,36 +284,52 @@ class Cache(ResultsByKey):
             task: Only this task's records.
             dry_run: Report what would be removed; remove nothing.
             progress: Called with (removed, to remove) as records go.
+            storage: Only records stored there; `max_size` is then that storage's size.
+            delete_objects: Delete the objects of records in shared storages too; without
+                it, only this index's rows of them go (`Pruned.kept_objects` counts them).
 
         Raises:
             ValueError: `keep_newest` is negative.
         """
         if keep_newest is not None and keep_newest < 0:
             raise ValueError(f"keep_newest must be 0 or more, not {keep_newest}")
-        chosen = dict(self._matching(expired=expired, older_than=older_than, task=task))
+        url = self._url(storage)
+        chosen = dict(self._matching(expired=expired, older_than=older_than, task=task, url=url))
         if keep_newest is not None:
-            chosen.update(self._beyond_newest(keep_newest, task))
+            chosen.update(self._beyond_newest(keep_newest, task, url))
         if max_size is not None:
             self.store.flush_hits()  # this process's recent hits count as recent use
-            total = self.totals()[1] - sum(chosen.values())
-            for key, size in self._least_recently_used(task):
+            total = self.totals(storage=storage)[1] - sum(chosen.values())
+            for key, size in self._least_recently_used(task, url):
                 if total <= max_size:
                     break
                 if key not in chosen:
                     chosen[key] = size
                     total -= size
         if dry_run:
-            return Pruned(len(chosen), sum(chosen.values()), list(chosen))
-        return self._remove(chosen, progress)
+            kept = 0 if delete_objects else self._in_shared_storages(list(chosen))
+            return Pruned(len(chosen), sum(chosen.values()), list(chosen), kept)
+        return self._remove(chosen, progress, delete_objects)
 
-    def clear(self, *, task: str | None = None, progress: Progress | None = None) -> Pruned:
-        """Removes every record (or every record of `task`) and its file."""
-        where, params = _conditions(task=task)
+    def clear(
+        self,
+        *,
+        task: str | None = None,
+        progress: Progress | None = None,
+        storage: StorageSpec | None = None,
+        delete_objects: bool = False,
+    ) -> Pruned:
+        """Removes every record (or every record of `task`, or of `storage`) and its file.
+
+        Objects of shared storages stay unless `delete_objects` (see `prune`).
+        """
+        where, params = where_clause(task=task, storage=self._url(storage))
         rows = self._rows(f"SELECT key, size_bytes FROM records{where}", params)
-        return self._remove({str(k): int(n) for k, n in rows}, progress)  # type: ignore[call-overload]
+        chosen = {str(k): int(n) for k, n in rows}  # type: ignore[call-overload]
+        return self._remove(chosen, progress, delete_objects)
 
     def _matching(
-        self, *, expired: bool, older_than: float | None, task: str | None
+        self, *, expired: bool, older_than: float | None, task: str | None, url: str | None
     ) -> Iterable[tuple[str, int]]:
         """Keys and sizes of records that are expired or too old (either one suffices)."""
         now = time.time()
@@ -326,16 +347,19 @@ class Cache(ResultsByKey):
         if task is not None:
             where += " AND task_name = ?"
             params.append(task)
+        if url is not None:
+            where += " AND storage = ?"
+            params.append(url)
         rows = self._rows(f"SELECT key, size_bytes FROM records WHERE {where}", tuple(params))
         return [(str(key), int(size)) for key, size in rows]  # type: ignore[call-overload]
 
-    def _beyond_newest(self, keep: int, task: str | None) -> list[tuple[str, int]]:
+    def _beyond_newest(self, keep: int, task: str | None, url: str | None) -> list[tuple[str, int]]:
         """Keys and sizes of the records after the `keep` newest of their task.
 
         One statement: a window numbers each task's records newest first, in one sort of the
         (task's) rows.
         """
-        where, params = _conditions(task=task)
+        where, params = where_clause(task=task, storage=url)
         rows = self._rows(
             "SELECT key, size_bytes FROM ("
             "SELECT key, size_bytes, row_number() OVER ("
@@ -345,8 +369,8 @@ class Cache(ResultsByKey):
         )
         return [(str(key), int(size)) for key, size in rows]  # type: ignore[call-overload]
 
-    def _least_recently_used(self, task: str | None) -> Iterable[tuple[str, int]]:
-        where, params = _conditions(task=task)
+    def _least_recently_used(self, task: str | None, url: str | None) -> Iterable[tuple[str, int]]:
+        where, params = where_clause(task=task, storage=url)
         cursor = self.store.index.connection().execute(
             f"SELECT key, size_bytes FROM records{where} "
             "ORDER BY coalesce(last_hit_at, created_at)",
@@ -355,35 +379,83 @@ class Cache(ResultsByKey):
         for key, size in cursor:
             yield str(key), int(size)
 
-    def _remove(self, chosen: dict[str, int], progress: Progress | None) -> Pruned:
+    def _remove(
+        self, chosen: dict[str, int], progress: Progress | None, delete_objects: bool
+    ) -> Pruned:
         removed: list[Removed] = []
+        kept = 0
         keys = iter(chosen)
         fewest, count, most = _DELETE_CHUNKS
         while chunk := list(islice(keys, count)):
             started = time.perf_counter()
-            removed += self.store.delete_many(chunk)
+            if not delete_objects:
+                kept += self._in_shared_storages(chunk)
+            removed += self.store.delete_many(chunk, delete_shared=delete_objects)
             seconds = max(time.perf_counter() - started, 1e-3)
             # The next transaction sized to last _DELETE_SECONDS, growing at most twofold.
             count = max(fewest, min(most, 2 * count, int(count * _DELETE_SECONDS / seconds)))
             if progress is not None:
                 progress(len(removed), len(chosen))
-        return Pruned(len(removed), sum(size for _, size in removed), [k for k, _ in removed])
+        return Pruned(len(removed), sum(size for _, size in removed), [k for k, _ in removed], kept)
+
+    def _in_shared_storages(self, keys: list[str]) -> int:
+        """How many of the records of `keys` are in shared storages this process knows."""
+        shared = 0
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            marks = ", ".join("?" * len(chunk))
+            sql = f"SELECT storage, count(*) FROM records WHERE key IN ({marks}) GROUP BY storage"
+            for url, count in self._rows(sql, tuple(chunk)):
+                storage = storage_for_url(str(url))
+                if storage is not None and storage.shared:
+                    shared += int(count)  # type: ignore[call-overload]
+        return shared
 
     # checking ---------------------------------------------------------------------------------
 
-    def verify(self, *, fix: bool = False, progress: Progress | None = None) -> Verified:
+    def verify(
+        self,
+        *,
+        fix: bool = False,
+        progress: Progress | None = None,
+        storage: StorageSpec | None = None,
+        delete_objects: bool = False,
+    ) -> Verified:
         """Checks the index against the result files, and the index file itself.
 
         Finds rows whose file is missing or damaged (checksum, framing, signature, another
         key's result), files no row points to, temporary files of interrupted writes, and
         SQLite `integrity_check` complaints. With `fix`, removes the bad rows and stray files.
+        With `storage`, only that storage's rows and files are checked. In a shared storage,
+        files without a row are other machines' records (`Verified.unindexed`), never removed,
+        and a bad row's damaged object is deleted only with `delete_objects`.
 
         Safe while tasks run: files modified in the last `WRITE_GRACE_SECONDS` (15 minutes)
         may be saves in progress and are left alone, and everything is removed under the
         index's write lock after checking again that no save recorded it meanwhile (see
         `taskstash.store.verify`).
         """
-        return verify(self.store, self.storage, fix=fix, progress=progress)
+        only = None if storage is None else self._resolve(storage)
+        return verify(
+            self.store,
+            self.storage,
+            fix=fix,
+            progress=progress,
+            only=only,
+            delete_objects=delete_objects,
+        )
+
+    def adopt(
+        self, storage: StorageSpec | None = None, *, progress: Progress | None = None
+    ) -> Adopted:
+        """Adds every live record of `storage` (default: this cache's) to the index.
+
+        For a shared storage: its records become this machine's local index hits at once,
+        without a first call adopting each. Rows of other storages stay; a key's newer row
+        stays; nothing is deleted (see `taskstash.store.rebuild.adopt_records`).
+        """
+        target = self.storage if storage is None else self._resolve(storage)
+        return adopt_records(self.store.index, target, progress)
 
     def reindex(self) -> int:
         """Rebuilds the index from the result files' headers; the number of records.
@@ -397,39 +469,3 @@ class Cache(ResultsByKey):
         except CorruptIndexError:
             known = set()
         return rebuild_index(self.path, *storages_of(self.storage, known))
-
-
-def _conditions(
-    *,
-    task: str | None = None,
-    expired: bool | None = None,
-    older_than: float | None = None,
-    key_prefix: str | None = None,
-    unindexed: str = "",
-) -> tuple[str, tuple[object, ...]]:
-    """A ` WHERE ...` clause (or "") and its parameters; every condition uses an index.
-
-    With `unindexed` (the database's hint, `IndexDatabase.unindexed`), the task and expiry
-    conditions are written so that the planner does not use their indexes (`+task_name`).
-    """
-    clauses: list[str] = []
-    params: list[object] = []
-    now = time.time()
-    plus = unindexed
-    if task is not None:
-        clauses.append(f"{plus}task_name = ?")
-        params.append(task)
-    if expired is True:
-        clauses.append(f"{plus}expires_at IS NOT NULL AND {plus}expires_at <= ?")
-        params.append(now)
-    elif expired is False:
-        clauses.append(f"({plus}expires_at IS NULL OR {plus}expires_at > ?)")
-        params.append(now)
-    if older_than is not None:
-        clauses.append("created_at < ?")
-        params.append(now - older_than)
-    if key_prefix is not None:
-        # A range on the primary key instead of LIKE, which SQLite would not index here.
-        clauses.append("key >= ? AND key < ?")
-        params += [key_prefix, key_prefix + "\uffff"]
-    return (" WHERE " + " AND ".join(clauses) if clauses else ""), tuple(params)

@@ -11,6 +11,7 @@ named storages:
     key = "AKIA..."                           # any option of the URL's filesystem (s3fs here)
     secret = { env = "CACHE_BUCKET_SECRET" }  # or taken from the environment when used
     client_kwargs = { region_name = "eu-west-1" }
+    storage_timeout = 30                      # taskstash's own: TASKSTASH_STORAGE_TIMEOUT here
 
 `result_storage="my-cache-bucket"` then resolves to that storage on every machine with the
 same file. The file may hold secrets: taskstash creates it owner-only (0o600), like

@@ -47,7 +47,12 @@ def resolve(
     """
     store = open_store(index_path(task), current.signing_key)
     store.max_bytes = current.max_size
-    storage = resolve_storage(task.result_storage, current.local_storage_path, current.storages)
+    storage = resolve_storage(
+        task.result_storage,
+        current.local_storage_path,
+        current.storages,
+        timeout=current.storage_timeout,
+    )
     task.resolved = (current, store, storage)
     return task.resolved
 
@@ -61,7 +66,12 @@ def inherit_results(
 ) -> tuple[ResultStorage, Serializer]:
     """The storage and serializer of a call in `flow_run`: the flow's, where the task sets none."""
     if task.result_storage is None and flow_run.result_storage is not None:
-        storage = resolve_storage(flow_run.result_storage, current.local_storage_path)
+        storage = resolve_storage(
+            flow_run.result_storage,
+            current.local_storage_path,
+            current.storages,
+            timeout=current.storage_timeout,
+        )
     if task.result_serializer is None and flow_run.result_serializer is not None:
         serializer = flow_run.result_serializer
     return storage, serializer

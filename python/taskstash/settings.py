@@ -23,6 +23,7 @@ reads them again unconditionally. Unset variables take the defaults below.
 | `TASKSTASH_TASKS_DISABLE_CACHING` | `false` | run every task uncached |
 | `TASKSTASH_TASKS_DEFAULT_NO_CACHE` | `false` | run uncached the tasks given no policy or key fn |
 | `TASKSTASH_RESULTS_PERSIST_BY_DEFAULT` | `false` | cache tasks leaving `persist_result` unset |
+| `TASKSTASH_STORAGE_TIMEOUT` | `10` | seconds an object store may take to answer (S3 URLs) |
 | `TASKSTASH_CONFIG` | `$TASKSTASH_HOME/config.toml` | the settings file |
 
 `TASKSTASH_INDEX_URL`, when set, wins over `TASKSTASH_INDEX_PATH`.
@@ -77,6 +78,9 @@ class Settings:
             unset (with their DEFAULT policy), outside flows and in flows that leave it unset.
         problems: What is wrong with each variable whose value means nothing and was replaced
             by its default: the variable, its value, the values allowed and the default.
+        storage_timeout: Seconds a request to an object store (an S3 URL or named storage)
+            may wait for a connection, and then for each answer, before it is given up (it is
+            tried twice); see `taskstash.store.fsspec_storage.with_timeouts`.
         storages: The named storages of the settings file (`result_storage="NAME"`). Kept out
             of `repr`: they may hold secrets.
         config_path: The settings file (which may not exist).
@@ -93,6 +97,7 @@ class Settings:
     tasks_disable_caching: bool = False
     tasks_default_no_cache: bool = False
     results_persist_by_default: bool = False
+    storage_timeout: float = 10.0
     problems: tuple[str, ...] = ()
     storages: Mapping[str, NamedStorage] = field(default_factory=dict, repr=False)
     config_path: Path | None = None
@@ -125,6 +130,7 @@ class Settings:
             tasks_disable_caching=_flag("TASKSTASH_TASKS_DISABLE_CACHING", problems, env),
             tasks_default_no_cache=_flag("TASKSTASH_TASKS_DEFAULT_NO_CACHE", problems, env),
             results_persist_by_default=_flag("TASKSTASH_RESULTS_PERSIST_BY_DEFAULT", problems, env),
+            storage_timeout=_seconds("TASKSTASH_STORAGE_TIMEOUT", problems, env, default=10.0),
             problems=tuple(problems),
             storages=file.storages,
             config_path=file.path,
@@ -168,6 +174,20 @@ def _max_size(problems: list[str], env: Mapping[str, str]) -> int | None:
             "unset means no limit)"
         )
         return None
+
+
+def _seconds(name: str, problems: list[str], env: Mapping[str, str], *, default: float) -> float:
+    text = env.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if 0 < seconds < float("inf"):
+        return seconds
+    problems.append(f"{name}={text!r} is not a number of seconds above 0 (unset means {default:g})")
+    return default
 
 
 def _flag(name: str, problems: list[str], env: Mapping[str, str], *, default: bool = False) -> bool:
@@ -214,6 +234,7 @@ _NAMES = (
     "TASKSTASH_TASKS_DISABLE_CACHING",
     "TASKSTASH_TASKS_DEFAULT_NO_CACHE",
     "TASKSTASH_RESULTS_PERSIST_BY_DEFAULT",
+    "TASKSTASH_STORAGE_TIMEOUT",
     "TASKSTASH_CONFIG",
     "HOME",  # the default TASKSTASH_HOME is ~/.taskstash
 )

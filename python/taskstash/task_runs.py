@@ -392,7 +392,11 @@ def _find(
 ) -> object:
     """The cached value of `key` (memory layer, then index and file), or MISSING."""
     now = time.time()
-    fetched = store.fetch(key, now, storage, remember=task.cache_result_in_memory)
+    try:
+        fetched = store.fetch(key, now, storage, remember=task.cache_result_in_memory)
+    except StorageUnreachableError as exc:
+        warn_storage_unreachable(task, exc.url, exc)
+        return MISSING
     if fetched is None:
         return MISSING
     return _hit(task, store, serializer, key, now, fetched, task_run, flow_run)
@@ -413,7 +417,7 @@ def _adopt(
     try:
         fetched = store.adopt(key, now, storage, location, remember=task.cache_result_in_memory)
     except StorageUnreachableError as exc:
-        warn_storage_unreachable(task, storage.url, exc)
+        warn_storage_unreachable(task, exc.url, exc)
         return MISSING
     except _INDEX_ERRORS as exc:
         warn_index_unusable(task, exc)
@@ -581,6 +585,9 @@ def _stage(
 
 
 def _not_saved(task: Task[Any, Any], exc: Exception) -> None:
+    if isinstance(exc, StorageUnreachableError):
+        warn_storage_unreachable(task, exc.url, exc)  # the same one warning as a lookup's
+        return
     warn_once(
         task,
         "save",

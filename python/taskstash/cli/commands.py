@@ -13,7 +13,7 @@ from taskstash.cache import Cache, Pruned
 from taskstash.cli import output
 from taskstash.cli.errors import EPILOG, EXIT_NOT_FOUND, EXIT_USAGE, CommandError
 from taskstash.settings import parse_size
-from taskstash.store import Record
+from taskstash.store import Record, ResultStorage
 
 __all__ = ["parser"]
 
@@ -41,9 +41,7 @@ def parser() -> argparse.ArgumentParser:
     )
     main.add_argument("--version", action="version", version=f"taskstash {__version__}")
     main.add_argument("--index", help="the index file (default: TASKSTASH_INDEX_PATH)")
-    main.add_argument(
-        "--storage", help="the result storage (default: TASKSTASH_LOCAL_STORAGE_PATH)"
-    )
+    main.add_argument("--storage", metavar="STORAGE", help=_STORAGE_HELP)
     commands = main.add_subparsers(required=True, metavar="COMMAND")
 
     def command(
@@ -58,6 +56,10 @@ def parser() -> argparse.ArgumentParser:
         )
         sub.set_defaults(run=lambda options: run(Cache(options.index, options.storage), options))
         sub.add_argument("--json", action="store_true", help="print JSON for scripts")
+        # Also after the command; SUPPRESS keeps a --storage given before it.
+        sub.add_argument(
+            "--storage", metavar="STORAGE", default=argparse.SUPPRESS, help=_STORAGE_HELP
+        )
         return sub
 
     ls = command("ls", _ls, "list records, newest first")
@@ -114,23 +116,47 @@ def parser() -> argparse.ArgumentParser:
     prune.add_argument("--max-size", type=_size, metavar="SIZE", help="evict down to SIZE")
     prune.add_argument("--task", help="only this task's records")
     prune.add_argument("--dry-run", action="store_true", help="only say what would go")
+    prune.add_argument("--delete-objects", action="store_true", help=_DELETE_OBJECTS_HELP)
 
     clear = command("clear", _clear, "remove a task's records, or all of them")
     scope = clear.add_mutually_exclusive_group(required=True)
     scope.add_argument("--task", help="this task's records")
     scope.add_argument("--yes", action="store_true", help="every record: yes, all of them")
+    clear.add_argument("--delete-objects", action="store_true", help=_DELETE_OBJECTS_HELP)
 
-    verify = command("verify", _verify, "check the index against the result files")
+    verify = command(
+        "verify",
+        _verify,
+        "check the index against the result files",
+        "With --storage, only that storage's records and files. Files of a shared storage "
+        "(an object store) without a row here are other machines' records, never removed.",
+    )
     verify.add_argument("--fix", action="store_true", help="remove bad rows and stray files")
+    verify.add_argument(
+        "--delete-objects",
+        action="store_true",
+        help="with --fix, also delete the damaged objects of bad rows in shared storages",
+    )
 
     command(
         "reindex",
         _reindex,
-        "rebuild the index from the result files",
-        "A damaged index is moved aside and rebuilt from the storage (--storage, or "
-        "TASKSTASH_LOCAL_STORAGE_PATH).",
+        "rebuild the index from the result files, or adopt a storage's records",
+        "Without --storage, the index is rebuilt from TASKSTASH_LOCAL_STORAGE_PATH and the "
+        "storages its rows name (a damaged index is moved aside first). With --storage, every "
+        "live record of that storage (a shared bucket) is added to the index; other rows stay.",
     )
     return main
+
+
+_STORAGE_HELP = (
+    "a result storage: a path, a URL (s3://bucket/prefix) or a name of the settings file; "
+    "ls, stats, prune, clear and verify then see only its records, and reindex adopts them"
+)
+_DELETE_OBJECTS_HELP = (
+    "also delete the objects of records in shared storages (object stores); without it only "
+    "this index's rows of them go, and other machines keep using the objects"
+)
 
 
 def _age(text: str) -> float:
@@ -166,6 +192,7 @@ def _ls(cache: Cache, options: argparse.Namespace) -> int:
         expired=True if options.expired else None,
         older_than=options.older_than,
         limit=options.limit,
+        storage=_only(cache, options),
     )
     if options.json:
         output.print_json([asdict(r) for r in records])
@@ -244,9 +271,14 @@ def _rm(cache: Cache, options: argparse.Namespace) -> int:
     return 0
 
 
+def _only(cache: Cache, options: argparse.Namespace) -> ResultStorage | None:
+    """The storage given with --storage, whose records alone a command looks at; else None."""
+    return cache.storage if options.storage is not None else None
+
+
 def _stats(cache: Cache, options: argparse.Namespace) -> int:
-    stats = cache.stats()
-    records, total = cache.totals()
+    stats = cache.stats(storage=_only(cache, options))
+    records, total = cache.totals(storage=_only(cache, options))
     if options.json:
         output.print_json({"records": records, "bytes": total, "tasks": [asdict(s) for s in stats]})
         return 0
@@ -262,7 +294,8 @@ def _stats(cache: Cache, options: argparse.Namespace) -> int:
         for s in stats
     ]
     output.table(("TASK", "RECORDS", "SIZE", "HITS", "HIT RATE", "TIME SAVED"), rows)
-    print(f"\n{output.count(records, 'record')}, {output.size(total)} in {cache.path}")
+    where = cache.path if options.storage is None else f"{cache.path}, in {cache.storage.url}"
+    print(f"\n{output.count(records, 'record')}, {output.size(total)} in {where}")
     return 0
 
 
@@ -304,19 +337,31 @@ def _prune(cache: Cache, options: argparse.Namespace) -> int:
         task=options.task,
         dry_run=options.dry_run,
         progress=output.progress_bar("pruning"),
+        storage=_only(cache, options),
+        delete_objects=options.delete_objects,
     )
     _report_removed(pruned, options, "would remove" if options.dry_run else "removed")
     return 0
 
 
 def _clear(cache: Cache, options: argparse.Namespace) -> int:
-    pruned = cache.clear(task=options.task, progress=output.progress_bar("clearing"))
+    pruned = cache.clear(
+        task=options.task,
+        progress=output.progress_bar("clearing"),
+        storage=_only(cache, options),
+        delete_objects=options.delete_objects,
+    )
     _report_removed(pruned, options, "removed")
     return 0
 
 
 def _verify(cache: Cache, options: argparse.Namespace) -> int:
-    report = cache.verify(fix=options.fix, progress=output.progress_bar("verifying"))
+    report = cache.verify(
+        fix=options.fix,
+        progress=output.progress_bar("verifying"),
+        storage=_only(cache, options),
+        delete_objects=options.delete_objects,
+    )
     if options.json:
         output.print_json({**asdict(report), "ok": report.ok})
         return 0 if report.ok else EXIT_NOT_FOUND
@@ -330,6 +375,13 @@ def _verify(cache: Cache, options: argparse.Namespace) -> int:
             report.unchecked,
             "row naming a storage not given (not checked; see --storage)",
             "rows naming a storage not given (not checked; see --storage)",
+        ),
+        (
+            report.unindexed,
+            "file of a shared storage not in this index (fine; `taskstash reindex --storage` "
+            "adopts it)",
+            "files of a shared storage not in this index (fine; `taskstash reindex --storage` "
+            "adopts them)",
         ),
         (
             report.temporary,
@@ -354,6 +406,19 @@ def _verify(cache: Cache, options: argparse.Namespace) -> int:
 
 
 def _reindex(cache: Cache, options: argparse.Namespace) -> int:
+    if options.storage is not None:
+        adopted = cache.adopt(progress=output.progress_bar("adopting"))
+        if options.json:
+            output.print_json(
+                {**asdict(adopted), "index": cache.path, "storage": cache.storage.url}
+            )
+        else:
+            print(
+                f"adopted {output.count(adopted.adopted, 'record')} of {cache.storage.url} into "
+                f"{cache.path} ({output.count(adopted.files, 'file')}: {adopted.known} already "
+                f"there, {adopted.expired} expired, {adopted.skipped} not result files)"
+            )
+        return 0
     count = cache.reindex()
     if options.json:
         output.print_json({"records": count, "index": cache.path})
@@ -364,6 +429,19 @@ def _reindex(cache: Cache, options: argparse.Namespace) -> int:
 
 def _report_removed(pruned: Pruned, options: argparse.Namespace, verb: str) -> None:
     if options.json:
-        output.print_json({"records": pruned.records, "bytes": pruned.bytes, "keys": pruned.keys})
-    else:
-        print(f"{verb} {output.count(pruned.records, 'record')}, {output.size(pruned.bytes)}")
+        output.print_json(
+            {
+                "records": pruned.records,
+                "bytes": pruned.bytes,
+                "keys": pruned.keys,
+                "kept_objects": pruned.kept_objects,
+            }
+        )
+        return
+    print(f"{verb} {output.count(pruned.records, 'record')}, {output.size(pruned.bytes)}")
+    if pruned.kept_objects:
+        objects = output.count(pruned.kept_objects, "object")
+        print(
+            f"kept {objects} in shared storage: only this index's rows go, other machines "
+            "may use them (--delete-objects deletes them too)"
+        )

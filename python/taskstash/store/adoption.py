@@ -24,7 +24,7 @@ from collections import OrderedDict
 from typing import Final
 
 from taskstash.exceptions import CorruptResultError
-from taskstash.store.base import ResultStorage
+from taskstash.store.base import ResultStorage, StorageUnreachableError
 from taskstash.store.database import Connection
 from taskstash.store.index import Index, Record
 from taskstash.store.memory import MemoryLayer
@@ -42,10 +42,6 @@ ABSENT_ENTRIES: Final = 4096
 _EXPIRY: Final = "SELECT expires_at FROM records WHERE key = ?"
 
 _log = logging.getLogger("taskstash")
-
-
-class StorageUnreachableError(OSError):
-    """The storage could not be asked for a record (a server down, refusing or too slow)."""
 
 
 class Absent:
@@ -136,13 +132,15 @@ class Adoption:
             return None  # a live row's file was just found unusable: no second look
         try:
             data = storage.read(location)
+        except StorageUnreachableError:
+            raise
         except Exception as exc:
             if isinstance(storage, LocalStorage) and isinstance(exc, OSError):
                 # A local file that cannot be read (a FIFO, no permission): that file's fault.
                 self._refuse(key, storage, location, f"cannot be read: {exc}")
                 return None
             # Whatever the filesystem's client raises: the server is down, refusing or slow.
-            raise StorageUnreachableError(f"{type(exc).__name__}: {exc}") from exc
+            raise StorageUnreachableError(storage.url, f"{type(exc).__name__}: {exc}") from exc
         if data is None:
             self.absent.add(where)
             return None

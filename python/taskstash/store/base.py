@@ -23,6 +23,7 @@ __all__ = [
     "Chunks",
     "ResultStorage",
     "StagedFile",
+    "StorageUnreachableError",
     "as_views",
     "check_location",
     "default_location",
@@ -135,15 +136,34 @@ def trusted_storage(url: str) -> ResultStorage | None:
     return _TRUSTED.get(url)
 
 
+class StorageUnreachableError(OSError):
+    """A storage could not be asked (a server down, refusing or slower than its timeouts).
+
+    Args:
+        url: The storage.
+        problem: What went wrong.
+
+    Attributes:
+        url: The storage.
+    """
+
+    def __init__(self, url: str, problem: str) -> None:
+        super().__init__(problem)
+        self.url = url
+
+
 class ResultStorage(ABC):
     """A place for result files, addressed by relative locations.
 
     Attributes:
         url: Canonical identity of the root, stored in each index row (an absolute path for a
             local directory, an fsspec URL such as `"s3://bucket/prefix"` otherwise).
+        shared: Whether other machines may use its files (an object store): removing records
+            from an index then leaves their files alone unless asked to delete them.
     """
 
     url: str
+    shared: bool = False
 
     @abstractmethod
     def write(self, location: str, data: Chunks) -> None:

@@ -4,6 +4,10 @@ Every function here runs inside a write transaction of the index (`Index.transac
 unlinks result files before that transaction commits: a concurrent save of the same key, which
 records only the file it finds under the same lock, can then never end up with a row whose file
 was removed.
+
+The files of a shared storage (an object store, `ResultStorage.shared`) belong to every machine
+using it, not to this index: removing a row deletes such a file only when asked
+(`delete_shared`), and evicting never does.
 """
 
 from __future__ import annotations
@@ -36,17 +40,24 @@ _LEAST_RECENTLY_USED: Final = (
 )
 
 
-def unlink_result(url: str, location: str) -> None:
+def unlink_result(url: str, location: str, *, delete_shared: bool = True) -> None:
     """Deletes the result file an index row names; one that cannot be deleted is left alone.
 
     A row naming a storage this process was not configured with, or a location outside its
     storage, is refused with a warning (see `locate`): whoever can write the index must not
     make this process delete files elsewhere. Links are never followed (`ResultStorage.delete`).
+
+    Args:
+        url: The row's storage.
+        location: The row's location.
+        delete_shared: Delete the file of a shared storage too; else leave it there.
     """
     try:
         storage, location = locate(url, location)
     except ValueError as exc:
         _log.warning("Left %s/%s alone, named by an index row: %s", url.rstrip("/"), location, exc)
+        return
+    if storage.shared and not delete_shared:
         return
     try:
         storage.delete(location)
@@ -54,28 +65,33 @@ def unlink_result(url: str, location: str) -> None:
         _log.debug("could not delete %s in %s: %s; left for verify", location, url, exc)
 
 
-def delete_records(conn: Connection, keys: Iterable[str]) -> list[Removed]:
-    """Removes the rows of `keys` and their files (inside a write transaction)."""
+def delete_records(
+    conn: Connection, keys: Iterable[str], *, delete_shared: bool = True
+) -> list[Removed]:
+    """Removes the rows of `keys` and their files (inside a write transaction).
+
+    With `delete_shared` false, the files of shared storages stay (see `unlink_result`).
+    """
     removed: list[Removed] = []
     batch: list[str] = []
     for key in keys:
         batch.append(key)
         if len(batch) == _BATCH:
-            removed += _delete_batch(conn, batch)
+            removed += _delete_batch(conn, batch, delete_shared)
             batch = []
     if batch:
-        removed += _delete_batch(conn, batch)
+        removed += _delete_batch(conn, batch, delete_shared)
     return removed
 
 
-def _delete_batch(conn: Connection, keys: list[str]) -> list[Removed]:
+def _delete_batch(conn: Connection, keys: list[str], delete_shared: bool) -> list[Removed]:
     marks = ", ".join("?" * len(keys))
     rows = conn.execute(
         f"SELECT key, storage, location, size_bytes FROM records WHERE key IN ({marks})", keys
     ).fetchall()
     conn.execute(f"DELETE FROM records WHERE key IN ({marks})", keys)
     for _, url, location, _ in rows:
-        unlink_result(url, location)
+        unlink_result(url, location, delete_shared=delete_shared)
     return [(key, size) for key, _, _, size in rows]
 
 
@@ -87,7 +103,8 @@ def evict_over(
     Uses the running totals (no scan) to know whether anything must go, and the
     `records_last_used` index to pick what. `keep` (the records just saved) are never evicted,
     nor records another transaction is writing right now (`IndexDatabase.try_lock_keys`): they
-    are in use, and waiting for them could deadlock with a save evicting ours.
+    are in use, and waiting for them could deadlock with a save evicting ours. The limit is this
+    index's: files of shared storages stay for the other machines.
     """
     removed: list[Removed] = []
     while True:
@@ -102,7 +119,7 @@ def evict_over(
             if key not in free:
                 continue
             victims.append(key)
-            unlink_result(url, location)
+            unlink_result(url, location, delete_shared=False)
             removed.append((key, size))
             excess -= size
             if excess <= 0:

@@ -13,6 +13,7 @@ import logging
 from typing import BinaryIO, Final, TypeAlias
 
 from taskstash.exceptions import CorruptResultError
+from taskstash.store.base import StorageUnreachableError
 from taskstash.store.index import Index, Record
 from taskstash.store.memory import MISSING, MemoryLayer
 from taskstash.store.results import payload_if_checksum, signed_for_key, split_result
@@ -80,6 +81,8 @@ class ResultReads:
 
         Raises:
             CorruptIndexError: The index file is damaged.
+            StorageUnreachableError: The storage could not be reached (a miss, but one the
+                caller should report: nothing in the storage is usable until it answers).
         """
         if remember:
             kept = self.memory.get(key, now)
@@ -98,6 +101,8 @@ class ResultReads:
         if url == storage.url and size <= self.large_result_bytes:
             try:
                 data = storage.read(location)
+            except StorageUnreachableError:
+                raise
             except Exception:
                 data = None
             if data is not None:
@@ -138,6 +143,9 @@ class ResultReads:
             The payload, or None if the file is missing, damaged, unsigned, holds another
             key's result or is refused (logged as one warning per file until it is saved
             again).
+
+        Raises:
+            StorageUnreachableError: The storage could not be reached.
         """
         try:
             storage, location = locate(record.storage, record.location, storage)
@@ -157,6 +165,8 @@ class ResultReads:
                     raise Refused(f"holds the result of another key ({header['key']})")
                 raise Refused(UNSIGNED)
             return payload
+        except StorageUnreachableError:
+            raise
         except Exception as exc:
             if (
                 isinstance(exc, Refused)
@@ -198,6 +208,9 @@ class ResultReads:
 
         Returns:
             The open file, or None as `load` (warned once per file).
+
+        Raises:
+            StorageUnreachableError: The storage could not be reached.
         """
         try:
             storage, location = locate(record.storage, record.location, storage)
@@ -208,6 +221,8 @@ class ResultReads:
                 checksum=record.checksum,
                 signing_key=self.signing_key,
             )
+        except StorageUnreachableError:
+            raise
         except Exception as exc:
             self._warn_once(record, _problem(exc))
         return None

@@ -1,8 +1,11 @@
-"""Rebuilding the index from the result files, for an index that is damaged or lost.
+"""Rebuilding the index from the result files; adopting every record of a storage into it.
 
 Every result file carries its own row's data in its header, so the index can always be made
 again from the files. A damaged index file is moved aside (never deleted, and no result file is
 ever deleted): look at it with `sqlite3` if you wish, and remove it when you no longer need it.
+
+`rebuild_index` makes the index exactly what the storages given hold; `adopt_records` adds what
+one storage holds (a shared one, that other machines write to) and leaves every other row alone.
 """
 
 from __future__ import annotations
@@ -11,9 +14,12 @@ import logging
 import os
 import sqlite3
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final
 
 from taskstash.exceptions import CorruptIndexError, CorruptResultError
+from taskstash.store.base import StorageUnreachableError
 from taskstash.store.database import index_location, is_url
 from taskstash.store.index import Index, Record, read_file_record
 from taskstash.store.registry import stores_of
@@ -23,7 +29,9 @@ from taskstash.store.storages import ResultStorage, is_index_file, resolve_stora
 if TYPE_CHECKING:
     import fsspec
 
-__all__ = ["rebuild_index"]
+__all__ = ["Adopted", "adopt_records", "rebuild_index"]
+
+_ADOPT_BATCH: Final = 500  # records written per transaction, so that writers are not held up
 
 _log = logging.getLogger("taskstash")
 
@@ -120,6 +128,95 @@ def _scan(storages: list[ResultStorage], index_path: str) -> tuple[dict[str, Rec
                 continue
             records[record.key] = record
     return records, files, skipped
+
+
+@dataclass(frozen=True)
+class Adopted:
+    """What `adopt_records` did.
+
+    Attributes:
+        files: Result files found in the storage.
+        adopted: Records added to the index, or that replaced an older record of their key.
+        known: Records the index already had (the same file, or a newer record of the key).
+        expired: Records that had expired (by their own creation and expiry times): left out.
+        skipped: Files that are not valid result files.
+    """
+
+    files: int = 0
+    adopted: int = 0
+    known: int = 0
+    expired: int = 0
+    skipped: int = 0
+
+
+def adopt_records(
+    index: Index, storage: ResultStorage, progress: Callable[[int, int], None] | None = None
+) -> Adopted:
+    """Adds every live record of `storage` to `index`, as a hit from another machine would.
+
+    A record is added when the index has no row of its key, or only an expired or older one
+    (whose hit counts it keeps); rows of other storages, and newer ones, stay. Only headers are
+    read (on S3: a HEAD and a ranged GET per object, and a LIST per thousand); a payload is
+    checked (checksum, signature) when a hit loads it, as always. Nothing is deleted.
+
+    Args:
+        index: The index.
+        storage: The storage whose records to adopt.
+        progress: Called with (files read, files) as files are read.
+
+    Raises:
+        StorageUnreachableError: The storage could not be reached; what was adopted stays.
+    """
+    locations = [
+        location
+        for location in storage.locations()
+        if not is_index_file(storage, location, index.path)
+    ]
+    now = time.time()
+    counts = dict.fromkeys(("adopted", "known", "expired", "skipped"), 0)
+    batch: list[Record] = []
+    for done, location in enumerate(locations, 1):
+        try:
+            record = read_file_record(storage, location)
+        except StorageUnreachableError:
+            raise
+        except (CorruptResultError, OSError) as exc:
+            counts["skipped"] += 1
+            _log.debug("skipped %s/%s: %s", storage.url.rstrip("/"), location, exc)
+            record = None
+        if record is not None:
+            if record.expires_at is not None and record.expires_at <= now:
+                counts["expired"] += 1
+            else:
+                batch.append(record)
+        if len(batch) >= _ADOPT_BATCH or (done == len(locations) and batch):
+            adopted = _add_newer(index, batch, now)
+            counts["adopted"] += adopted
+            counts["known"] += len(batch) - adopted
+            batch = []
+        if progress is not None:
+            progress(done, len(locations))
+    return Adopted(files=len(locations), **counts)
+
+
+def _add_newer(index: Index, records: list[Record], now: float) -> int:
+    """Writes the rows of `records` whose key has no live row as new; how many it wrote."""
+    written = 0
+    with index.transaction() as conn:
+        for record in records:
+            row = conn.execute(
+                "SELECT created_at, expires_at, hit_count, last_hit_at FROM records WHERE key = ?",
+                (record.key,),
+            ).fetchone()
+            if row is not None:
+                created_at, expires_at, count, last = row
+                live = expires_at is None or expires_at > now
+                if live and created_at >= record.created_at:
+                    continue
+                record = _with_hits(record, count, last)
+            Index.upsert(conn, record)
+            written += 1
+    return written
 
 
 def _with_hits(record: Record, count: int, last: float | None) -> Record:

@@ -331,22 +331,23 @@ def _is_fsspec_filesystem(obj: object) -> bool:
     return module is not None and isinstance(obj, module.AbstractFileSystem)
 
 
-def _from_url(url: str, options: Mapping[str, Any] | None = None) -> ResultStorage:
+def _from_url(
+    url: str, options: Mapping[str, Any] | None = None, timeout: float | None = None
+) -> ResultStorage:
     if url.startswith("file://"):
         from urllib.request import url2pathname
 
         return LocalStorage(url2pathname(url.removeprefix("file://").removeprefix("localhost")))
     try:
-        import fsspec.core
+        import fsspec  # noqa: F401 (only to say what is missing)
     except ImportError:
         raise ImportError(
             f"result storage {url!r} needs fsspec (and the filesystem's own package, such as "
             "s3fs): pip install fsspec"
         ) from None
-    from taskstash.store.fsspec_storage import FsspecStorage
+    from taskstash.store.fsspec_storage import FsspecStorage, filesystem_for_url
 
-    fs, root = fsspec.core.url_to_fs(url, **(options or {}))
-    return FsspecStorage(fs, root)
+    return FsspecStorage(*filesystem_for_url(url, options or {}, timeout))
 
 
 class StorageDefinition(Protocol):
@@ -362,24 +363,29 @@ class StorageDefinition(Protocol):
         ...
 
 
-_DEFINED: dict[tuple[str, str], ResultStorage] = {}
+_DEFINED: dict[tuple[str, str, float | None], ResultStorage] = {}
 
 
-def _defined(definition: StorageDefinition) -> ResultStorage:
-    """The storage `definition` describes, the same object for the same URL and options."""
+def _defined(definition: StorageDefinition, timeout: float | None) -> ResultStorage:
+    """The storage `definition` describes, the same object for the same URL and options.
+
+    An option `storage_timeout` is taskstash's own (`timeout` for this storage), not the
+    filesystem's.
+    """
     options = definition.resolved_options()
-    cache_key = (definition.url, repr(sorted(options.items())))
+    timeout = options.pop("storage_timeout", timeout)
+    cache_key = (definition.url, repr(sorted(options.items())), timeout)
     storage = _DEFINED.get(cache_key)
     if storage is None:
         url = definition.url
-        storage = _from_url(url, options) if "://" in url else LocalStorage(url)
+        storage = _from_url(url, options, timeout) if "://" in url else LocalStorage(url)
         with _RESOLVED_LOCK:
             storage = _DEFINED.setdefault(cache_key, storage)
     trust(storage)
     return storage
 
 
-_RESOLVED: dict[tuple[str, str], ResultStorage] = {}
+_RESOLVED: dict[tuple[str, str, float | None], ResultStorage] = {}
 _RESOLVED_LOCK = threading.Lock()
 _RESOLVED_FS: dict[Any, ResultStorage] = {}  # fsspec filesystems hash and compare by token
 
@@ -393,6 +399,8 @@ def resolve_storage(
     | None,
     default_root: str | os.PathLike[str],
     named: Mapping[str, StorageDefinition] | None = None,
+    *,
+    timeout: float | None = None,
 ) -> ResultStorage:
     """The storage for a task's `result_storage` option.
 
@@ -407,6 +415,9 @@ def resolve_storage(
         default_root: The root used for None (the local storage setting).
         named: Storages by name (the settings file's); a string that is one of these names is
             that storage, not a path.
+        timeout: Seconds an object store resolved from a URL or definition may take to
+            answer (see `taskstash.store.fsspec_storage.with_timeouts`); None leaves the
+            filesystem's own. A filesystem or `ResultStorage` given keeps its own.
 
     Returns:
         The storage; the same object for the same string, path or filesystem (a relative path is
@@ -420,11 +431,12 @@ def resolve_storage(
         trust(spec)
         return spec
     if named and isinstance(spec, str) and spec in named:
-        return _defined(named[spec])
+        return _defined(named[spec], timeout)
+    cache_key: tuple[str, str, float | None]
     if spec is None:
-        cache_key = ("", os.fspath(default_root))
+        cache_key = ("", os.fspath(default_root), None)
     elif isinstance(spec, str | os.PathLike):
-        cache_key = (os.fspath(spec), "")
+        cache_key = (os.fspath(spec), "", timeout if "://" in os.fspath(spec) else None)
     elif _is_fsspec_filesystem(spec):
         storage = _RESOLVED_FS.get(spec)
         if storage is None:
@@ -434,7 +446,7 @@ def resolve_storage(
         trust(storage)
         return storage
     elif callable(getattr(spec, "resolved_options", None)):
-        return _defined(cast(StorageDefinition, spec))
+        return _defined(cast(StorageDefinition, spec), timeout)
     else:
         raise TypeError(
             "result_storage must be a path, a URL, a storage name, an fsspec filesystem, a "
@@ -443,7 +455,7 @@ def resolve_storage(
     storage = _RESOLVED.get(cache_key)
     if storage is None:
         path = cache_key[0] or cache_key[1]
-        storage = _from_url(path) if "://" in path else LocalStorage(path)
+        storage = _from_url(path, timeout=timeout) if "://" in path else LocalStorage(path)
         with _RESOLVED_LOCK:
             storage = _RESOLVED.setdefault(cache_key, storage)
             # Trusted before another thread can find it here: rows naming it may be followed

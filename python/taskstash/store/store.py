@@ -366,12 +366,17 @@ class Store(ResultReads, Adoption, HitCounter):
         """Removes the record of `key` and its file; whether there was a record."""
         return bool(self.delete_many([key]))
 
-    def delete_many(self, keys: Iterable[str]) -> list[Removed]:
+    def delete_many(self, keys: Iterable[str], *, delete_shared: bool = True) -> list[Removed]:
         """Removes the records of `keys` and their files, in one write transaction.
 
         Files are unlinked while the index's write lock is held, so a concurrent save of the
         same key (which records only the file it finds under that lock) never ends up with a
         row whose file this removed.
+
+        Args:
+            keys: The records' keys.
+            delete_shared: Delete the files of shared storages (object stores) too; if false,
+                only this index's rows of their records go.
 
         Returns:
             `(key, bytes)` of each record that was there.
@@ -379,7 +384,7 @@ class Store(ResultReads, Adoption, HitCounter):
         with self.index.transaction() as conn:
             keys = list(keys)
             self.index.lock_keys(conn, keys)
-            removed = delete_records(conn, keys)
+            removed = delete_records(conn, keys, delete_shared=delete_shared)
         for key, _ in removed:
             self._forget(key)
         return removed

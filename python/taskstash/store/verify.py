@@ -11,6 +11,11 @@ points to yet, and temporary files still being written. A repair must never remo
   no row points at the orphan (a save committed, or a record adopted, meanwhile).
 
 The index file itself, should it lie inside a storage, is never taken for a result file.
+
+A shared storage (an object store, `ResultStorage.shared`) holds the records of every machine
+using it: a file there without a row in this index is another machine's record (or one this
+machine never hit), not an orphan, and is never removed. A bad row's file there is removed only
+when asked (`delete_objects`).
 """
 
 from __future__ import annotations
@@ -64,6 +69,8 @@ class Verified:
             `WRITE_GRACE_SECONDS` (younger ones may be saves about to commit).
         unchecked: Keys whose row names a storage this process was not configured with (pass
             it as `Cache`'s `storage`); neither checked nor touched, even with `fix`.
+        unindexed: Files of a shared storage that no row of this index points to: records
+            of other machines (`Cache.adopt` adds them), never removed.
         temporary: Temporary files of interrupted writes, untouched for `WRITE_GRACE_SECONDS`.
         integrity: SQLite's `integrity_check` complaints (empty when sound).
         fixed: Whether the problems above were repaired (rows and files removed).
@@ -75,6 +82,7 @@ class Verified:
     damaged: list[str] = field(default_factory=list)
     orphans: list[str] = field(default_factory=list)
     unchecked: list[str] = field(default_factory=list)
+    unindexed: list[str] = field(default_factory=list)
     temporary: list[str] = field(default_factory=list)
     integrity: list[str] = field(default_factory=list)
     fixed: bool = False
@@ -97,7 +105,13 @@ def storages_of(default: ResultStorage, urls: Iterable[str]) -> list[ResultStora
 
 
 def verify(
-    store: Store, default: ResultStorage, *, fix: bool = False, progress: Progress | None = None
+    store: Store,
+    default: ResultStorage,
+    *,
+    fix: bool = False,
+    progress: Progress | None = None,
+    only: ResultStorage | None = None,
+    delete_objects: bool = False,
 ) -> Verified:
     """Checks the index of `store` against its result files, and the index file itself.
 
@@ -107,11 +121,18 @@ def verify(
             orphans with the storages the rows name.
         fix: Remove bad rows, orphans and stale temporary files (see the module's docstring).
         progress: Called with (rows checked, rows) as rows are checked.
+        only: Check only the rows of this storage, and only its files.
+        delete_objects: With `fix`, delete the damaged files of bad rows in shared storages
+            too (their rows go either way).
     """
     report = Verified()
     conn = store.index.connection()
     report.integrity = store.index.database.integrity_problems()
-    rows = conn.execute("SELECT key, storage, location, checksum FROM records").fetchall()
+    select = "SELECT key, storage, location, checksum FROM records"
+    if only is None:
+        rows = conn.execute(select).fetchall()
+    else:
+        rows = conn.execute(f"{select} WHERE storage = ?", (only.url,)).fetchall()
     report.records = len(rows)
     known: dict[str, set[str]] = {}
     bad: dict[str, tuple[str, str, str]] = {}
@@ -126,19 +147,23 @@ def verify(
         if progress is not None:
             progress(done, len(rows))
     orphans: list[tuple[ResultStorage, list[str]]] = []
-    for storage in storages_of(default, known):
+    for storage in [only] if only is not None else storages_of(default, known):
         found = []
         for location in storage.locations():
             if is_index_file(storage, location, store.path):
                 continue
             report.files += 1
-            if location not in known.get(storage.url, ()) and _settled(storage, location):
+            if location in known.get(storage.url, ()):
+                continue
+            if storage.shared:
+                report.unindexed.append(f"{storage.url.rstrip('/')}/{location}")
+            elif _settled(storage, location):
                 report.orphans.append(f"{storage.url.rstrip('/')}/{location}")
                 found.append(location)
         orphans.append((storage, found))
         report.temporary += _stale_temporary_files(storage)
     if fix:
-        _remove_bad_rows(store, default, bad)
+        _remove_bad_rows(store, default, bad, delete_objects)
         for storage, locations in orphans:
             _remove_orphans(store, storage, locations)
         for path in report.temporary:
@@ -175,7 +200,7 @@ def _problem(
 
 
 def _remove_bad_rows(
-    store: Store, default: ResultStorage, bad: dict[str, tuple[str, str, str]]
+    store: Store, default: ResultStorage, bad: dict[str, tuple[str, str, str]], delete_shared: bool
 ) -> None:
     keys = list(bad)
     for start in range(0, len(keys), _CHUNK):
@@ -187,7 +212,7 @@ def _remove_bad_rows(
                 if _row(conn.execute(_SELECT_ROW, (key,)).fetchone()) == bad[key]
                 and _problem(store, default, key, *bad[key]) is not None
             ]
-            delete_records(conn, doomed)
+            delete_records(conn, doomed, delete_shared=delete_shared)
 
 
 def _remove_orphans(store: Store, storage: ResultStorage, locations: list[str]) -> None:
