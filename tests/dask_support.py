@@ -16,12 +16,14 @@ from typing import Any
 import distributed
 
 TESTS = str(Path(__file__).resolve().parent)
-PYTHON = str(Path(__file__).resolve().parent.parent / "python")
 
 
 def worker_environment(values: Mapping[str, str]) -> dict[str, str]:
-    """This process's environment, with `values` and the paths to import taskstash and tests."""
-    path = os.pathsep.join([PYTHON, TESTS, os.environ.get("PYTHONPATH", "")])
+    """This process's environment, with `values` and the path to import the tests' modules.
+
+    taskstash itself is the installed one, as on a user's workers.
+    """
+    path = os.pathsep.join([TESTS, os.environ.get("PYTHONPATH", "")])
     return {**os.environ, **values, "PYTHONPATH": path, "TASKSTASH_LOGGING_LEVEL": "WARNING"}
 
 
