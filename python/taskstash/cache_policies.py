@@ -38,6 +38,7 @@ __all__ = [
     "ResultStorageKeyPolicy",
     "RunId",
     "TaskSource",
+    "code_pieces",
 ]
 
 IsolationLevel = Literal["READ_COMMITTED", "SERIALIZABLE"]
@@ -146,6 +147,18 @@ def _merged_settings(first: CachePolicy, second: CachePolicy) -> dict[str, Any]:
 
 def _parts(policy: CachePolicy) -> tuple[CachePolicy, ...]:
     return policy.policies if isinstance(policy, CompoundCachePolicy) else (policy,)
+
+
+def code_pieces(policy: CachePolicy, task: Any) -> dict[str, str]:
+    """The keys of the pieces of `task`'s code that `policy`'s TaskSource part keys it by.
+
+    Kept with a record beside its components, so that a miss can name the piece that changed.
+    """
+    found: dict[str, str] = {}
+    for part in _parts(policy):
+        if isinstance(part, TaskSource):
+            found.update(part.pieces(task))
+    return found
 
 
 def _flattened(policies: Iterable[CachePolicy]) -> tuple[CachePolicy, ...]:
@@ -304,13 +317,23 @@ class Inputs(CachePolicy):
 
 @dataclass(frozen=True)
 class TaskSource(CachePolicy):
-    """The task's code as it was when decorated.
+    """The task's code: its function and the code of the user's project it reaches.
 
-    Comments and formatting do not count; any code change does, and so do the values the
-    function closes over.
+    Comments, docstrings and formatting do not count; any other change does: to the task's
+    function, to a function, class or method of the user's own modules it calls (followed
+    transitively), to a module-level constant it reads (by value), to a value it closes over.
+    Code of installed packages and the standard library is not followed; `versions=True` adds
+    the versions of the distributions the code refers to. `follow=False` keys the task's own
+    function only (its source and closure values), as Prefect's TASK_SOURCE does.
+
+    Attributes:
+        follow: Follow the code the function reaches (default); False for the function only.
+        versions: Also key the versions of the installed distributions the code refers to.
     """
 
     label: ClassVar[str] = "task_source"
+    follow: bool = True
+    versions: bool = False
 
     def compute_key(
         self,
@@ -319,7 +342,7 @@ class TaskSource(CachePolicy):
         flow_parameters: dict[str, Any] | None,
         **kwargs: Any,
     ) -> str | None:
-        """The task's source key, computed once when it was decorated; None without a task.
+        """The key of the task's code (computed once per task and process); None without one.
 
         Called directly with a context whose `task` is a plain function, the function's own
         source key.
@@ -327,11 +350,29 @@ class TaskSource(CachePolicy):
         if task_ctx is None:
             return None
         task = task_ctx.task
-        try:
-            source_key: str = task.source_key
-        except AttributeError:
+        if not self.follow:
+            try:
+                source_key: str = task.source_key
+            except AttributeError:
+                return function_source_key(task)
+            return source_key
+        code = getattr(task, "code", None)
+        if code is None:
             return function_source_key(task)
-        return source_key
+        key: str = code(versions=self.versions)[1]
+        return key
+
+    def pieces(self, task: Any) -> dict[str, str]:
+        """`task_source:<name>` -> key of each piece of the task's code, kept with its records.
+
+        So that `explain` can name what changed ("helpers.normalize changed"); empty with
+        `follow=False`.
+        """
+        code = getattr(task, "code", None)
+        if not self.follow or code is None:
+            return {}
+        pieces: dict[str, str] = code(versions=self.versions)[0]
+        return {f"{self.label}:{name}": key for name, key in pieces.items()}
 
 
 @dataclass(frozen=True)

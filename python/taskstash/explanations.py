@@ -7,17 +7,20 @@
 Each record keeps the hash of every cache-policy component it was keyed by (`inputs`,
 `task_source`, `run_id`, ...). `explain` computes those of the call, finds the record of the
 task that agrees on most of them, and names the components that differ: a changed argument, an
-edited task, another flow run.
+edited task, another flow run. Records also keep the keys of the pieces of the task's code
+(`task_source:helpers.normalize`), so a changed source is told by name: "task_source
+(helpers.normalize changed)".
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from taskstash import settings
 from taskstash.cache import Cache
+from taskstash.cache_policies import code_pieces
 from taskstash.context import TaskRun, TaskRunContext, current_flow_run
 from taskstash.destinations import index_path
 from taskstash.store import Record
@@ -56,7 +59,7 @@ class Explanation:
             return f"{self.task}: hit (key {self.key})"
         if self.nearest is None:
             return f"{self.task}: miss (key {self.key}); the task has no records yet"
-        changed = ", ".join(self.differs) or "nothing (the record has expired)"
+        changed = ", ".join(_described(self.differs)) or "nothing (the record has expired)"
         return (
             f"{self.task}: miss (key {self.key}); the nearest record {self.nearest.key} "
             f"differs in: {changed}"
@@ -88,7 +91,7 @@ def explain(task: Task[Any, Any], /, *args: Any, **kwargs: Any) -> Explanation:
             task.name, None, {}, False, None, reason="no component of its policy yields a key"
         )
     key, named = keyed
-    components = dict(named)
+    components = {**dict(named), **code_pieces(task.cache_policy, task)}
     cache = Cache(index_path(task), task.result_storage or settings.current().local_storage_path)
     # The task's records only (records_task_name), and one lookup for the key: never a list of
     # the whole index, which could hold a million records.
@@ -106,3 +109,22 @@ def _agreement(recorded: dict[str, str], call: dict[str, str]) -> int:
 def _differences(recorded: dict[str, str], call: dict[str, str]) -> list[str]:
     names = list(call) + [name for name in recorded if name not in call]
     return [name for name in names if recorded.get(name) != call.get(name)]
+
+
+_PIECE: Final = "task_source:"
+
+
+def _described(differs: list[str]) -> list[str]:
+    """Component names, with the pieces of the task's code that changed named after them.
+
+    `task_source (helpers.normalize changed, THRESHOLD changed)`.
+    """
+    pieces = [name.removeprefix(_PIECE) for name in differs if name.startswith(_PIECE)]
+    described = [name for name in differs if not name.startswith(_PIECE)]
+    if pieces:
+        text = ", ".join(f"{piece} changed" for piece in pieces)
+        if "task_source" in described:
+            described[described.index("task_source")] = f"task_source ({text})"
+        else:
+            described.append(f"task_source ({text})")
+    return described

@@ -16,7 +16,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Final
 
 from taskstash import settings
-from taskstash.cache_policies import CacheKeyFnPolicy, ResultStorageKeyPolicy
+from taskstash.cache_policies import CacheKeyFnPolicy, ResultStorageKeyPolicy, code_pieces
 from taskstash.context import (
     FlowRun,
     TaskRun,
@@ -342,7 +342,10 @@ def start(task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -
         value = _adopt(task, store, storage, serializer, key, location, task_run, flow_run)
         if value is not MISSING:
             return True, value
-    call.record = _Destination(key, dict(components), store, storage, location, serializer)
+    # Each record keeps the keys of the pieces of the task's code beside its components: a
+    # miss then names the function or constant that changed (`explain`). Only on a miss.
+    stored = {**dict(components), **code_pieces(task.cache_policy, task)}
+    call.record = _Destination(key, stored, store, storage, location, serializer)
     isolation: str | None = task.cache_policy.isolation_level
     if isolation is None:
         # As in Prefect, a task whose policy names no level takes its transaction's.

@@ -30,6 +30,7 @@ from taskstash.cache_policies import CacheKeyFn, CachePolicy, keyed_by_run_id
 from taskstash.context import TaskRunContext, current_flow_run
 from taskstash.exceptions import HashingError
 from taskstash.hashing import hash_objects
+from taskstash.hashing.closure import code_closure, distribution_versions
 from taskstash.hashing.source import function_source_key
 from taskstash.identity import qualified_name, task_identity
 from taskstash.states import Cached, State
@@ -91,6 +92,8 @@ class Task(Generic[P, R]):
         self.signature = inspect.signature(fn)
         self._binder = _Binder(self.signature)
         self.source_key = function_source_key(fn)
+        """The key of the function's own source and closure values (`TaskSource(follow=False)`)."""
+        self._code: dict[bool, tuple[dict[str, str], str]] = {}
         self._options: dict[str, Any] = {
             "name": name,
             "cache_policy": cache_policy,
@@ -173,6 +176,7 @@ class Task(Generic[P, R]):
         # The same function, so the same code and closure as captured when this task was made
         # (a closed-over object may have changed state since, which must not change the key).
         changed.source_key = self.source_key
+        changed._code = self._code  # the same function: its code closure, computed once
         changed.method_kind = self.method_kind
         if changed.name == self.name:
             changed.identity = self.identity
@@ -210,11 +214,33 @@ class Task(Generic[P, R]):
         copied.__dict__.update(self.__dict__)
         return copied
 
+    def code(self, *, versions: bool = False) -> tuple[dict[str, str], str]:
+        """The task's code closure and its key, computed on first use and kept.
+
+        The closure maps the importable name of the function and of each function, class and
+        constant of the user's code it reaches to its key (see `taskstash.hashing.closure`);
+        with `versions`, the versions of the installed distributions it refers to are added as
+        `version:<distribution>`. Computed on the first keyed call rather than when decorated:
+        the helpers a task calls are often defined below it.
+
+        Returns:
+            `(pieces, key)`.
+        """
+        found = self._code.get(versions)
+        if found is None:
+            pieces = code_closure(self.fn)
+            if versions:
+                versions_found = distribution_versions(self.fn)
+                pieces.update({f"version:{n}": v for n, v in versions_found.items()})
+            found = self._code[versions] = (pieces, hash_objects("code", pieces))
+        return found
+
     def __reduce__(self) -> tuple[Any, ...]:
         if self.bound is not None:  # the unbound task (by reference, if it can) and the subject
             return (_rebind_task, self.bound)
         if _importable(self):
             return (_import_task, (self.__module__, self.__qualname__))
+        self.code()  # captured here: where it is loaded, the source files may not exist
         state = dict(self.__dict__)
         # What this process resolved (open index connections) and warned about stays here:
         # the process that loads the task resolves its own settings and warns once there.

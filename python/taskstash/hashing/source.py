@@ -22,13 +22,13 @@ from typing import Any
 from taskstash._native import HashingError
 from taskstash.hashing import hash_objects
 
-__all__ = ["closure_key", "function_source_key", "normalise_source"]
+__all__ = ["closure_key", "code_fingerprint", "function_source_key", "normalise_source"]
 
 
 def function_source_key(function: Callable[..., Any]) -> str:
     """The key of `function`'s normalised source (or code) and closure values."""
     code = _normalised_source(function)
-    body: object = code if code is not None else ("code", _code_fingerprint(function.__code__))
+    body: object = code if code is not None else ("code", code_fingerprint(function.__code__))
     return hash_objects(source=body, closure=_closure_fingerprint(function))
 
 
@@ -51,6 +51,7 @@ def normalise_source(source: str) -> str:
         SyntaxError: `source` does not parse (e.g. a lambda cut out of a longer line).
     """
     tree = ast.parse(textwrap.dedent(source))
+    _drop_docstrings(tree)
     definitions = [
         node
         for node in tree.body
@@ -60,6 +61,21 @@ def normalise_source(source: str) -> str:
         definitions[0].decorator_list = []
         return _node_text(definitions[0])
     return _node_text(tree)  # a lambda: the statement around it
+
+
+def _drop_docstrings(tree: ast.AST) -> None:
+    """Removes every docstring: documentation is not code, and never changes a key."""
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        body = node.body
+        if (
+            body
+            and isinstance(body[0], ast.Expr)
+            and isinstance(body[0].value, ast.Constant)
+            and isinstance(body[0].value.value, str)
+        ):
+            node.body = body[1:] or [ast.Pass()]
 
 
 def _normalised_source(function: Callable[..., Any]) -> str | None:
@@ -90,9 +106,10 @@ def _value_text(value: object) -> str:
     return repr(value)  # identifiers and constants: str, bytes, numbers, None, Ellipsis
 
 
-def _code_fingerprint(code: types.CodeType) -> object:
+def code_fingerprint(code: types.CodeType) -> object:
+    """What a code object does, for code with no source: bytecode, constants and names."""
     constants = tuple(
-        _code_fingerprint(constant) if isinstance(constant, types.CodeType) else constant
+        code_fingerprint(constant) if isinstance(constant, types.CodeType) else constant
         for constant in code.co_consts
     )
     return (
