@@ -12,6 +12,7 @@ import dataclasses
 import datetime
 import decimal
 import enum
+import importlib.util
 import json
 import os
 import pathlib
@@ -333,7 +334,15 @@ DISTINCTIONS: dict[str, Distinctions] = {
             (pd.StringDtype("python"), pd.StringDtype("python", na_value=np.nan)),
             (pd.SparseDtype(float, 0.0), pd.SparseDtype(float, np.nan)),
         ],
-        equal=[(pd.CategoricalDtype(["x", "y"]), pd.CategoricalDtype(pd.Index(["x", "y"])))],
+        equal=[
+            (pd.CategoricalDtype(["x", "y"]), pd.CategoricalDtype(pd.Index(["x", "y"]))),
+            # How pandas stores strings depends on whether pyarrow is installed, not on them.
+            *(
+                [(pd.StringDtype("python"), pd.StringDtype("pyarrow"))]
+                if importlib.util.find_spec("pyarrow")
+                else []
+            ),
+        ],
     ),
     "pandas.api.extensions.ExtensionArray": Distinctions(
         different=[

@@ -11,7 +11,7 @@ levels, the frequency of a datetime index, and `attrs` and `flags`, which operat
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import Any, Final
 
 from taskstash.hashing._types import Handler, Kind, Reduction, library_type
 
@@ -154,10 +154,18 @@ def _not_a_time(cls: type, name: str) -> Handler:
     return lambda _: (name, None)
 
 
+# Attributes of `_metadata` that say how pandas stores values, not what they are: pandas itself
+# picks a string dtype's storage from what is installed ("pyarrow" where pyarrow is, else
+# "python"), and the strings behave the same. Keying it would give one value two keys on two
+# machines that differ only in having pyarrow.
+_STORAGE_ONLY: Final = {"StringDtype": frozenset({"storage"})}
+
+
 def _extension_dtype(cls: type, name: str) -> Handler:
     # `_metadata` is the documented list of the attributes that define an extension dtype (its
     # `==` and `hash()` use them): categories and order, unit and zone, frequency, ...
-    fields = tuple(getattr(cls, "_metadata", ()))
+    left_out = _STORAGE_ONLY.get(cls.__name__, frozenset())
+    fields = tuple(f for f in getattr(cls, "_metadata", ()) if f not in left_out)
     return lambda dtype: (name, {field: getattr(dtype, field) for field in fields})
 
 
