@@ -80,7 +80,7 @@ def test_an_explicit_serializer_wins(taskstash_home: Path) -> None:
         pd.DataFrame({"mixed": [1, "a"]}),
         pd.DataFrame([[1, 2]], columns=["a", "a"]),
         np.array([1, "a", None], dtype=object),
-        np.ma.masked_array([1, 2], mask=[0, 1]),  # a subclass: its mask is no .npy field
+        np.ma.masked_array([1, 2], mask=np.array([False, True])),  # a subclass: its mask is no .npy field
     ],
     ids=["lists", "mixed", "duplicate-columns", "object-array", "masked-array"],
 )
@@ -110,7 +110,7 @@ FRAMES = {
     "range-index": pd.DataFrame({"v": [1, 2]}, index=pd.RangeIndex(10, 14, 2)),
     "times": pd.DataFrame(
         {
-            "naive": pd.to_datetime(["2024-01-01", None]),
+            "naive": pd.to_datetime(pd.Series(["2024-01-01", None])),
             "utc": pd.to_datetime(["2024-01-01", "2024-06-01"]).tz_localize("UTC"),
             "delta": pd.to_timedelta([1, 2], unit="s"),
             "period": pd.period_range("2024-01", periods=2, freq="M"),
@@ -248,6 +248,7 @@ def test_a_stored_frame_needs_no_pandas_to_be_read() -> None:
 
 def test_a_frame_written_by_an_earlier_version_loads() -> None:
     loaded = resolve_serializer("pandas-arrow").loads(GOLDEN_FRAME.read_bytes())
+    assert isinstance(loaded, pd.DataFrame)
     pd.testing.assert_frame_equal(loaded, golden_frame())
 
 
