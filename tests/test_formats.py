@@ -80,7 +80,7 @@ def test_an_explicit_serializer_wins(taskstash_home: Path) -> None:
         pd.DataFrame({"mixed": [1, "a"]}),
         pd.DataFrame([[1, 2]], columns=["a", "a"]),
         np.array([1, "a", None], dtype=object),
-        np.ma.masked_array([1, 2], mask=np.array([False, True])),  # a subclass: its mask is no .npy field
+        np.ma.masked_array([1, 2], mask=np.array([False, True])),  # a subclass: no mask in .npy
     ],
     ids=["lists", "mixed", "duplicate-columns", "object-array", "masked-array"],
 )
