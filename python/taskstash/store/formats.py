@@ -23,7 +23,7 @@ import io
 import json
 import struct
 import sys
-from functools import cache
+from functools import cache, lru_cache
 from importlib.util import find_spec
 from typing import TYPE_CHECKING, Any, BinaryIO, Final
 
@@ -105,8 +105,7 @@ class NumpySerializer:
             length = _NPY_LENGTHS[version]
             start = 8 + length.size
             end = start + length.unpack_from(view, 8)[0]
-            read = getattr(np.lib.format, f"read_array_header_{version}_0")
-            shape, fortran, dtype = read(io.BytesIO(bytes(view[8:end])))
+            shape, fortran, dtype = _npy_header(version, bytes(view[8:end]))
             count = 1
             for size in shape:
                 count *= size
@@ -124,6 +123,16 @@ class NumpySerializer:
             SerializationError: It is not a `.npy` array.
         """
         return self.loads(file.read())
+
+
+@lru_cache(maxsize=256)
+def _npy_header(version: int, header: bytes) -> tuple[tuple[int, ...], bool, Any]:
+    """Shape, Fortran order and dtype of a `.npy` header (kept: numpy parses it with `ast`)."""
+    import numpy as np
+
+    read = getattr(np.lib.format, f"read_array_header_{version}_0")
+    shape, fortran, dtype = read(io.BytesIO(header))
+    return shape, fortran, dtype
 
 
 class ArrowSerializer:
