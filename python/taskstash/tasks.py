@@ -34,7 +34,7 @@ from taskstash.hashing.closure import code_closure, distribution_versions
 from taskstash.hashing.source import function_source_key
 from taskstash.identity import qualified_name, task_identity
 from taskstash.states import Cached, State
-from taskstash.store.serializers import Serializer, resolve_serializer
+from taskstash.store.serializers import DEFAULT_SERIALIZER, Serializer, resolve_serializer
 from taskstash.task_options import UNSET, TaskstashWarning, check_options, resolve_caching
 from taskstash.task_reports import warn_unhashable
 from taskstash.tracebacks import without_our_frames
@@ -125,9 +125,13 @@ class Task(Generic[P, R]):
         """As given; None for the flow run's, or else `TASKSTASH_LOCAL_STORAGE_PATH`."""
         self.result_storage_key = result_storage_key
         self.result_serializer = result_serializer
-        """As given; None for the flow run's, or else cloudpickle."""
-        self.serializer = resolve_serializer(result_serializer or "cloudpickle")
-        """The serializer of `result_serializer` (cloudpickle when it is None)."""
+        """As given; None for the flow run's, or else the default (a format by type)."""
+        self.serializer = (
+            DEFAULT_SERIALIZER
+            if result_serializer is None
+            else resolve_serializer(result_serializer)
+        )
+        """The serializer of `result_serializer` (`DEFAULT_SERIALIZER` when it is None)."""
         self.cache_result_in_memory = cache_result_in_memory
         self.warned: set[str] = set()
         """Causes already warned about, so each is logged once per task, not once per call."""
@@ -636,8 +640,10 @@ def task(
             result_storage_key: A template such as `"{parameters[x]}-bar"` (fields:
                 `parameters`, `task_run`, `flow_run`); rendered for a call, it is the call's
                 cache key (over any policy or key function) and its file's name.
-            result_serializer: `"cloudpickle"` (default, unless the flow sets one), `"pickle"`,
-                `"json"`, or an object with `dumps`/`loads`.
+            result_serializer: `"cloudpickle"`, `"pickle"`, `"json"`, `"numpy"`, `"arrow"`,
+                `"pandas-arrow"`, or an object with `dumps`/`loads`. The default (unless the
+                flow sets one) stores numpy arrays, pyarrow tables and pandas objects in open
+                formats (`.npy`, Arrow IPC) and anything else with cloudpickle.
             cache_result_in_memory: Keep results in this process too, so repeated hits skip
                 the index and files (default True).
 

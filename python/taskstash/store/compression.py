@@ -38,7 +38,7 @@ __all__ = [
 class Writable(Protocol):
     """What payloads are written to: a file, or the store's payload sink."""
 
-    def write(self, data: bytes, /) -> object:
+    def write(self, data: bytes | bytearray | memoryview, /) -> object:
         """Writes `data`."""
 
 

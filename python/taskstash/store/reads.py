@@ -4,7 +4,8 @@ A hit reads one narrow index row and one result file, and accepts the file only 
 matches the checksum the index holds (and, with a signing key, its signature and key). Anything
 unusual (another storage, a damaged or replaced file, a row naming a storage this process was
 not configured with) is a miss, explained once per file. Payloads of small results are kept in
-the store's memory layer, so repeated hits skip the index and the files.
+the store's memory layer, so repeated hits skip the index and the files. A large result in an
+open format (an array, a table) is mapped rather than read (`taskstash.store.mapped`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from typing import BinaryIO, Final, TypeAlias
 
 from taskstash.exceptions import CorruptResultError
 from taskstash.store.base import StorageUnreachableError
+from taskstash.store.formats import MAPPABLE
 from taskstash.store.index import Index, Record
+from taskstash.store.mapped import VerifiedFiles, map_verified
 from taskstash.store.memory import MISSING, MemoryLayer
 from taskstash.store.results import payload_if_checksum, signed_for_key, split_result
 from taskstash.store.storages import ResultStorage, locate
@@ -30,7 +33,7 @@ LARGE_RESULT_BYTES: Final = 1 << 20
 """Result files larger than this are handed out by `fetch` as files, checked in chunks."""
 
 Payload: TypeAlias = memoryview | BinaryIO
-"""A payload: in memory, or, for a large result, a checked file positioned at its start."""
+"""A payload: in memory (or mapped), or, for a large result, a checked file at its start."""
 Fetched: TypeAlias = tuple[Payload, str, float | None]
 """What `fetch` finds: the payload, its serializer's name and the record's expiry."""
 
@@ -50,12 +53,14 @@ class ResultReads:
         signing_key: Files must be signed with this key to be loaded; None for no signing.
         large_result_bytes: Result files larger than this are handed out as files.
         memory: Payloads of this process's recent hits and saves.
+        verified: The result files this process checked before mapping them.
     """
 
     index: Index
     signing_key: bytes | None
     large_result_bytes: int = LARGE_RESULT_BYTES
     memory: MemoryLayer[Fetched]
+    verified: VerifiedFiles
     _warned: set[tuple[str, str]]
 
     def fetch(
@@ -66,8 +71,9 @@ class ResultReads:
         One narrow indexed SELECT and one read of the result file, verified against the
         checksum the index holds (and the signature, with a signing key). Anything unusual
         (another storage, a damaged or replaced file) goes through `lookup` and `load`, which
-        explain and warn. A result file larger than `large_result_bytes` comes back as an open
-        file (see `open_payload`), to be deserialized with `load_value` (which closes it).
+        explain and warn. A result file larger than `large_result_bytes` comes back mapped if
+        its format is loaded in place, else as an open file (see `open_payload`), to be
+        deserialized with `load_value` (which closes it).
 
         With `remember`, a payload this process fetched or saved (with `remember`) before is
         answered from the memory layer, with no index or file access; payloads fetched are kept
@@ -89,7 +95,12 @@ class ResultReads:
             if kept is not MISSING:
                 return kept  # type: ignore[return-value]
         fetched = self._fetch(key, now, storage)
-        if remember and fetched is not None and isinstance(fetched[0], memoryview):
+        if (
+            remember
+            and fetched is not None
+            and isinstance(fetched[0], memoryview)
+            and fetched[0].nbytes <= self.large_result_bytes  # not a mapped file: it stays open
+        ):
             self.memory.put(key, fetched, fetched[2], fetched[0].nbytes)
         return fetched
 
@@ -98,7 +109,23 @@ class ResultReads:
         if hit is None:
             return None
         url, location, checksum, serializer, expires_at, size = hit
-        if url == storage.url and size <= self.large_result_bytes:
+        if url == storage.url and size > self.large_result_bytes and serializer in MAPPABLE:
+            try:
+                mapped = map_verified(
+                    storage,
+                    location,
+                    key=key,
+                    checksum=checksum,
+                    signing_key=self.signing_key,
+                    verified=self.verified,
+                )
+            except StorageUnreachableError:
+                raise
+            except Exception:
+                mapped = None  # explained by `open_payload` below
+            if mapped is not None:
+                return mapped, serializer, expires_at
+        elif url == storage.url and size <= self.large_result_bytes:
             try:
                 data = storage.read(location)
             except StorageUnreachableError:
@@ -195,25 +222,38 @@ class ResultReads:
             except OSError:
                 return True
 
-    def open_payload(self, record: Record, storage: ResultStorage) -> BinaryIO | None:
+    def open_payload(self, record: Record, storage: ResultStorage) -> Payload | None:
         """The payload of `record` as a checked file, for results too large to hold twice.
 
         Like `load`, but the file is read in chunks to check it (see
         `taskstash.store.streams.open_verified`), then handed out positioned at the payload's
-        start, for a serializer's `load(file)`. The caller closes it.
+        start, for a serializer's `load(file)`. The caller closes it. A payload in a format
+        loaded in place is mapped instead, if its file may be (see
+        `taskstash.store.mapped.map_verified`).
 
         Args:
             record: From `lookup`.
             storage: The task's storage.
 
         Returns:
-            The open file, or None as `load` (warned once per file).
+            The open file (or mapped payload), or None as `load` (warned once per file).
 
         Raises:
             StorageUnreachableError: The storage could not be reached.
         """
         try:
             storage, location = locate(record.storage, record.location, storage)
+            if record.serializer in MAPPABLE:
+                mapped = map_verified(
+                    storage,
+                    location,
+                    key=record.key,
+                    checksum=record.checksum,
+                    signing_key=self.signing_key,
+                    verified=self.verified,
+                )
+                if mapped is not None:
+                    return mapped
             return open_verified(
                 storage,
                 location,

@@ -1,9 +1,12 @@
 """Serializers: how a task's return value becomes the payload of a result file and back.
 
-Three are built in, chosen by name: `"cloudpickle"` (the default: functions, lambdas and classes
-defined in `__main__` too), `"pickle"` and `"json"`, and each compressed (`"compressed/pickle"`
-and so on; see `CompressedSerializer`). Any object with `dumps` and `loads` works as well. The
-serializer's `name` is stored in the index and in each result file's header.
+Built in, chosen by name: `"cloudpickle"` (functions, lambdas and classes defined in `__main__`
+too), `"pickle"`, `"json"`, and the open formats of `taskstash.store.formats` (`"numpy"`,
+`"arrow"`, `"pandas-arrow"`), each also compressed (`"compressed/pickle"` and so on; see
+`CompressedSerializer`). Any object with `dumps` and `loads` works as well. The default,
+`DEFAULT_SERIALIZER`, stores arrays and tables in their open format and anything else with
+cloudpickle. The `name` of the serializer that wrote a payload is stored in the index and in
+each result file's header.
 
 The built-in serializers also stream: `dump(value, file)` and `load(file)`. pickle's protocol 5
 writes a large buffer (a numpy array's data) to the file as one view of the value's own memory,
@@ -24,8 +27,15 @@ from typing import Any, BinaryIO, Final, Protocol
 
 from taskstash.exceptions import SerializationError
 from taskstash.store import compression
+from taskstash.store.formats import (
+    ArrowSerializer,
+    NumpySerializer,
+    PandasArrowSerializer,
+    by_type,
+)
 
 __all__ = [
+    "DEFAULT_SERIALIZER",
     "PICKLE_PROTOCOL",
     "CloudpickleSerializer",
     "CompressedSerializer",
@@ -33,9 +43,11 @@ __all__ = [
     "PickleSerializer",
     "Serializer",
     "SupportsDumpsLoads",
+    "TypedSerializer",
     "dump_value",
     "load_value",
     "resolve_serializer",
+    "serializer_for",
 ]
 
 PICKLE_PROTOCOL: Final = 5
@@ -181,6 +193,28 @@ class CloudpickleSerializer(PickleSerializer):
         )
 
     # load and loads are pickle's: a cloudpickle payload imports what it needs while it is read.
+
+
+class TypedSerializer(CloudpickleSerializer):
+    """The default: a format chosen by the value's type (see `taskstash.store.formats`).
+
+    Itself cloudpickle, so its name is `"cloudpickle"`; `serializer_for` picks the open format
+    of an array or a table before a result is written, and the header and index row then name
+    that format. An explicit `result_serializer`, even `"cloudpickle"`, is used as it is.
+    """
+
+
+DEFAULT_SERIALIZER: Final = TypedSerializer()
+"""The serializer of a task that sets no `result_serializer` (nor does its flow)."""
+
+
+def serializer_for(serializer: Serializer, value: object) -> Serializer:
+    """The serializer that writes `value`: an open format by type for the default one."""
+    if type(serializer) is TypedSerializer:
+        chosen = by_type(value)
+        if chosen is not None:
+            return chosen
+    return serializer
 
 
 class JSONSerializer:
@@ -392,7 +426,15 @@ def load_value(serializer: Serializer, payload: memoryview | BinaryIO) -> object
 
 
 _BUILTIN: Final[dict[str, Serializer]] = {
-    s.name: s for s in (CloudpickleSerializer(), PickleSerializer(), JSONSerializer())
+    s.name: s
+    for s in (
+        CloudpickleSerializer(),
+        PickleSerializer(),
+        JSONSerializer(),
+        NumpySerializer(),
+        ArrowSerializer(),
+        PandasArrowSerializer(),
+    )
 }
 _COMPRESSED: Final = "compressed/"
 _BUILTIN_COMPRESSED: dict[str, Serializer] = {}  # made on first use: the default codec is looked up
@@ -402,7 +444,8 @@ def resolve_serializer(spec: str | Serializer | SupportsDumpsLoads) -> Serialize
     """The serializer for a task's `result_serializer` option.
 
     Args:
-        spec: `"cloudpickle"`, `"pickle"` or `"json"`, or one of them compressed
+        spec: `"cloudpickle"`, `"pickle"`, `"json"`, `"numpy"`, `"arrow"` or
+            `"pandas-arrow"`, or one of them compressed
             (`"compressed/pickle"`...; see `CompressedSerializer`); or any object with
             `dumps(value) -> bytes` and `loads(bytes) -> value` methods (a module such as
             `pickle` works too). Its name is its `name` attribute if that is a string, else its
@@ -428,7 +471,14 @@ def resolve_serializer(spec: str | Serializer | SupportsDumpsLoads) -> Serialize
             "or an object with dumps() and loads() methods"
         )
     if isinstance(
-        spec, PickleSerializer | JSONSerializer | CompressedSerializer | _CustomSerializer
+        spec,
+        PickleSerializer
+        | JSONSerializer
+        | CompressedSerializer
+        | _CustomSerializer
+        | NumpySerializer
+        | ArrowSerializer
+        | PandasArrowSerializer,
     ):
         return spec
     if not (callable(getattr(spec, "dumps", None)) and callable(getattr(spec, "loads", None))):

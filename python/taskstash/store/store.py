@@ -30,6 +30,7 @@ from taskstash.store.database import Connection
 from taskstash.store.eviction import Removed, delete_records, evict_over, unlink_result
 from taskstash.store.hits import HIT_FLUSH_COUNT, HIT_FLUSH_SECONDS, HitCounter
 from taskstash.store.index import Index, Record, read_file_record
+from taskstash.store.mapped import VerifiedFiles
 from taskstash.store.memory import MemoryLayer
 from taskstash.store.reads import (
     LARGE_RESULT_BYTES,
@@ -40,7 +41,7 @@ from taskstash.store.reads import (
     describe,
 )
 from taskstash.store.results import ResultHeader, encode_result, make_header
-from taskstash.store.serializers import Serializer, dump_value
+from taskstash.store.serializers import Serializer, dump_value, serializer_for
 from taskstash.store.storages import ResultStorage, check_location
 from taskstash.store.streams import CopyingSink, PayloadSink, write_streamed
 
@@ -107,6 +108,7 @@ class Store(ResultReads, Adoption, HitCounter):
         used records beyond it. None for no limit."""
         self._warned: set[tuple[str, str]] = set()
         self.memory = MemoryLayer()
+        self.verified = VerifiedFiles()
         self.absent = Absent()
         super().__init__()
 
@@ -268,6 +270,7 @@ class Store(ResultReads, Adoption, HitCounter):
                 there, nothing is left behind and nothing evicted.
         """
         location = check_location(location)
+        serializer = serializer_for(serializer, value)  # arrays and tables in their own format
         draft = make_header(  # its checksum and size are the payload's, once written
             key,
             b"",

@@ -42,9 +42,19 @@ from taskstash.store.signing import (
 if TYPE_CHECKING:
     import hmac
 
-__all__ = ["UNSIGNED", "CopyingSink", "PayloadSink", "Refused", "open_verified", "write_streamed"]
+__all__ = [
+    "PAYLOAD_ALIGNMENT",
+    "UNSIGNED",
+    "CopyingSink",
+    "PayloadSink",
+    "Refused",
+    "open_verified",
+    "write_streamed",
+]
 
 _CHUNK: Final = 8 << 20
+PAYLOAD_ALIGNMENT: Final = 64
+"""Where in a streamed result file its payload starts: at a multiple of this many bytes."""
 
 
 class Refused(Exception):
@@ -158,7 +168,10 @@ def reserved_header_size(draft: ResultHeader, *, signed: bool) -> int:
     known before the payload is; the reservation fits the widest of these.
     """
     widest = replace(draft, checksum="0" * 32, payload_size=MAX_PAYLOAD_SIZE)
-    return len(header_json(widest)) + (SIGNATURE_SIZE if signed else 0)
+    size = len(header_json(widest)) + (SIGNATURE_SIZE if signed else 0)
+    # The payload starts on a multiple of PAYLOAD_ALIGNMENT, so that a mapped array's data (at a
+    # multiple of 64 in a .npy or Arrow payload) is aligned in memory too.
+    return size + -(PREFIX_SIZE + size) % PAYLOAD_ALIGNMENT
 
 
 def write_streamed(
