@@ -96,3 +96,18 @@ def dies_while_saving(marker: str, value: int) -> DiesWhilePickled:
 @task(cache_policy=INPUTS)
 def always_dies(x: int) -> int:
     os._exit(1)
+
+
+@task(cache_policy=INPUTS.configure(isolation_level="SERIALIZABLE"))
+def counted(x: int, log: str) -> int:
+    """`x * x`, slowly; each computation appends `x` and its process's id to the file `log`."""
+    with open(log, "a") as file:
+        file.write(f"{x} {os.getpid()}\n")
+    time.sleep(0.2)
+    return x * x
+
+
+@task(cache_policy=INPUTS, result_storage="s3://taskstash-test/dask")
+def in_bucket(x: int) -> tuple[int, int]:
+    """`x * 2` and the id of the process that computed it, the record stored in a bucket."""
+    return x * 2, os.getpid()

@@ -108,12 +108,32 @@ def test_imports_hashing_stampede_and_index_size_ran(
     assert all(scale["hit"]["median"] > 0 for scale in results["scale"])
 
 
+def test_the_task_runners_ran_bare_cold_and_warm(smoke_run: tuple[dict[str, Any], Path]) -> None:
+    results, out = smoke_run
+    rows = {(t["case"], t["contender"]): t for t in results["runners"]}
+    assert set(rows) == {
+        ("mapped-dask", "dask client.map"),
+        ("mapped-dask", "taskstash DaskTaskRunner, cold"),
+        ("mapped-dask", "taskstash DaskTaskRunner, warm"),
+        ("mapped-threads", "concurrent.futures thread pool"),
+        ("mapped-threads", "taskstash ThreadPoolTaskRunner, cold"),
+        ("mapped-threads", "taskstash ThreadPoolTaskRunner, warm"),
+    }
+    for row in rows.values():
+        assert row["calls"] == 20
+        assert row["median"] > 0, row
+    report = (out / "report.md").read_text()
+    assert "## Task runners" in report
+    assert "| taskstash DaskTaskRunner, warm |" in report
+
+
 def test_report_is_written_with_or_without_matplotlib(
     smoke_run: tuple[dict[str, Any], Path],
 ) -> None:
     _, out = smoke_run
     report = (out / "report.md").read_text()
-    for heading in ("## Targets", "## Cache hits and misses", "## Stampede", "## Machine"):
+    headings = ("## Targets", "## Cache hits and misses", "## Stampede", "## Task runners")
+    for heading in (*headings, "## Machine"):
         assert heading in report
     assert "Smoke run" in report
     assert (out / "chart.png").exists() == importable("matplotlib")
@@ -139,3 +159,24 @@ def test_the_s3_benchmark_counts_the_requests_of_each_operation() -> None:
         "later hit from the second machine": "1 (1 GET)",
         "hit on local storage": "0",
     }
+
+
+def test_the_task_runners_benchmark_runs_alone() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "benches.harness", "--only", "runners", "--smoke"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    runs = [line.split(" | ")[0].lstrip("| ") for line in done.stdout.splitlines()[4:]]
+    assert runs == [
+        "dask client.map",
+        "taskstash DaskTaskRunner, cold",
+        "taskstash DaskTaskRunner, warm",
+        "concurrent.futures thread pool",
+        "taskstash ThreadPoolTaskRunner, cold",
+        "taskstash ThreadPoolTaskRunner, warm",
+    ]

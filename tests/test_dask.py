@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,7 @@ from s3_support import environment
 from taskstash import Cache, Cached, Completed, flow, settings
 
 distributed = pytest.importorskip("distributed")
+import cloudpickle  # noqa: E402 - a dependency of distributed
 from dask_support import (  # noqa: E402 - needs distributed
     addresses,
     cli_cluster,
@@ -128,3 +131,40 @@ def test_a_call_that_kills_every_worker_fails_with_a_clear_state(tmp_path: Path)
             assert type(error).__name__ == "KilledWorker"
             assert "always_dies" in str(error)
         assert Cache().records(task="always_dies") == []
+
+
+def test_a_task_whose_source_the_workers_lack_keys_its_calls_as_here(tmp_path: Path) -> None:
+    # The module exists only in this process: shipped by value, without its source file.
+    package = tmp_path / "only-here"
+    package.mkdir()
+    (package / "only_here.py").write_text(
+        "from taskstash import task\n"
+        "from taskstash.cache_policies import INPUTS, TASK_SOURCE\n\n\n"
+        "@task(cache_policy=INPUTS + TASK_SOURCE)\n"
+        "def triple(x):\n"
+        "    return 3 * x\n"
+    )
+    sys.path.insert(0, str(package))
+    try:
+        only_here = importlib.import_module("only_here")
+    finally:
+        sys.path.remove(str(package))
+    (package / "only_here.py").unlink()
+    workers = [{"TASKSTASH_HOME": str(tmp_path / f"worker-{i}")} for i in range(2)]
+    for worker in workers:
+        worker["TASKSTASH_LOCAL_STORAGE_PATH"] = str(tmp_path / "shared-storage")
+    cloudpickle.register_pickle_by_value(only_here)
+    try:
+        with environment(workers[0]):
+            settings.reload()
+            assert isinstance(only_here.triple(5, return_state=True), Completed)
+            with (
+                cli_cluster(workers, tmp_path) as address,
+                DaskTaskRunner(address=address) as runner,
+            ):
+                futures = [runner.submit(only_here.triple, {"x": 5}) for _ in range(4)]
+                assert [future.result() for future in futures] == [15] * 4
+                assert [type(future.state) for future in futures] == [Cached] * 4
+    finally:
+        cloudpickle.unregister_pickle_by_value(only_here)
+        sys.modules.pop("only_here", None)

@@ -19,7 +19,7 @@ import pytest
 
 from taskstash import Cached, Completed, State, flow, task, unmapped
 from taskstash.annotations import allow_failure, quote
-from taskstash.cache_policies import INPUTS
+from taskstash.cache_policies import INPUTS, RUN_ID
 from taskstash.context import current_flow_run
 from taskstash.exceptions import MappingLengthMismatch, MappingMissingIterable, UpstreamTaskError
 from taskstash.futures import TaskFuture, TaskFutureList, as_completed, wait
@@ -707,22 +707,73 @@ def test_submitted_tasks_belong_to_the_flow_run() -> None:
     assert outer == inner
 
 
-def test_a_users_thread_pool_keeps_the_flow_run_through_copy_context() -> None:
-    @task
-    def run_id() -> Any:
-        run = current_flow_run()
-        return run.id if run else None
+@task
+def run_id() -> Any:
+    run = current_flow_run()
+    return run.id if run else None
+
+
+def in_a_thread(fn: Any) -> Any:
+    """Calls `fn` in a new thread (which starts with a context of its own); its value."""
+    values = []
+    thread = threading.Thread(target=lambda: values.append(fn()))
+    thread.start()
+    thread.join()
+    return values[0]
+
+
+def test_a_task_called_in_a_thread_the_flow_started_belongs_to_the_flow_run() -> None:
+    @task(cache_policy=RUN_ID)
+    def once_per_run() -> int:
+        return 1
 
     @flow
-    def test_flow() -> tuple[Any, Any, Any]:
+    def test_flow() -> tuple[Any, list[Any], Any]:
+        here = once_per_run(return_state=True)
         with ThreadPoolExecutor(2) as pool:
-            lost = pool.submit(run_id).result()
-            kept = pool.submit(contextvars.copy_context().run, run_id).result()
-        return current_flow_run().id, lost, kept  # type: ignore[union-attr]
+            ids = [
+                in_a_thread(run_id),
+                pool.submit(run_id).result(),
+                pool.submit(contextvars.copy_context().run, run_id).result(),
+            ]
+            there = pool.submit(once_per_run, return_state=True).result()
+        return current_flow_run().id, ids, (here, there)  # type: ignore[union-attr]
 
-    outer, lost, kept = test_flow()
-    assert lost is None
-    assert kept == outer
+    outer, ids, (here, there) = test_flow()
+    assert ids == [outer] * 3
+    assert isinstance(here, Completed)
+    assert isinstance(there, Cached)  # RUN_ID: the same run's key
+    assert in_a_thread(run_id) is None  # the run is over
+
+
+def test_a_thread_started_in_a_subflow_belongs_to_the_subflow_run() -> None:
+    @flow
+    def child() -> tuple[Any, Any]:
+        return current_flow_run().id, in_a_thread(run_id)  # type: ignore[union-attr]
+
+    @flow
+    def parent() -> tuple[Any, Any, Any]:
+        inner, in_child = child()
+        return current_flow_run().id, inner, (in_child, in_a_thread(run_id))  # type: ignore[union-attr]
+
+    outer, inner, (in_child, in_parent) = parent()
+    assert (in_child, in_parent) == (inner, outer)
+
+
+def test_a_thread_started_while_flows_run_side_by_side_is_outside_any_flow_run() -> None:
+    # No telling which of the two runs started the thread: its calls belong to neither.
+    both_running = threading.Barrier(2)
+
+    @flow
+    def side(n: int) -> Any:
+        both_running.wait(10)
+        seen = in_a_thread(run_id)
+        both_running.wait(10)
+        return seen
+
+    with ThreadPoolExecutor(2) as pool:
+        seen = list(pool.map(side, [1, 2]))
+    assert seen == [None, None]
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ stored. Arguments are salted per test, since the home outlives a test.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -146,3 +147,43 @@ def test_a_flows_calls_belong_to_its_run(make_runner: Any) -> None:
 
     outer, inner = my_flow()
     assert outer == inner
+
+
+def test_a_flow_orders_calls_with_wait_for_and_gets_states(make_runner: Any, salt: int) -> None:
+    @flow(task_runner=make_runner())
+    def my_flow() -> tuple[list[Any], list[Any]]:
+        first = rs.sleeps.submit(0.2)
+        after = rs.add.submit(salt, 1, wait_for=[first])
+        mapped = rs.add.map([salt, salt + 1], unmapped(2), wait_for=[first])
+        state = rs.add.submit(salt, 3, return_state=True)
+        states = rs.add.map([salt, salt + 1], unmapped(4), return_state=True)
+        values = [after.result(), mapped.result(), state.result()]
+        return values, [first.state, after.state, *mapped, state, *states]
+
+    values, states = my_flow()
+    assert values == [salt + 1, [salt + 2, salt + 3], salt + 3]
+    first, after, *rest = states
+    assert isinstance(first, Completed)
+    assert isinstance(after, Completed)
+    assert [type(state.state if isinstance(state, TaskFuture) else state) for state in rest] == [
+        Completed
+    ] * 5
+
+
+def test_async_tasks_run_from_sync_and_async_flows(make_runner: Any, salt: int) -> None:
+    @flow(task_runner=make_runner())
+    def sync_flow() -> list[Any]:
+        submitted = rs.add_async.submit(salt, 1)
+        return [submitted.result(), rs.add_async.map([salt, salt], [2, 3]).result()]
+
+    @flow(task_runner=make_runner())
+    async def async_flow() -> list[Any]:
+        submitted = rs.add_async.submit(salt, 4)
+        return [
+            submitted.result(),
+            rs.add_async.map([salt], [5]).result(),
+            await rs.add_async(salt, 6),
+        ]
+
+    assert sync_flow() == [salt + 1, [salt + 2, salt + 3]]
+    assert asyncio.run(async_flow()) == [salt + 4, [salt + 5], salt + 6]

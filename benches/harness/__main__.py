@@ -1,4 +1,4 @@
-"""The one command: `python -m benches.harness [--smoke] [--out DIRECTORY] [--only s3]`."""
+"""The one command: `python -m benches.harness [--smoke] [--out DIRECTORY] [--only s3|runners]`."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from . import cases, hashing, imports, machine, peers, report, s3, scale, stampede
+from . import cases, hashing, imports, machine, peers, report, runners, s3, scale, stampede
 from .chart import available as chart_available
 from .chart import write_chart
 from .plan import FULL, SMOKE, Plan
@@ -40,9 +40,9 @@ def _arguments(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument(
         "--only",
-        choices=["s3"],
+        choices=["s3", "runners"],
         help="run one benchmark and print its table: s3 (a cache on a loopback S3 server, "
-        "from two machines)",
+        "from two machines), runners (mapped calls on a Dask LocalCluster and a thread pool)",
     )
     parser.add_argument(
         "--report-only",
@@ -87,6 +87,7 @@ def measure(plan: Plan, root: Path) -> Results:
     results.timings += _step("hashing, small", lambda: hashing.run_small(plan))
     results.stampedes = _step("stampede", lambda: stampede.run_stampedes(plan, root))
     results.scale = _step("index size", lambda: scale.run_scale(plan, root))
+    results.runners = _step("task runners", lambda: runners.run_runners(plan, root))
     results.duration = time.perf_counter() - started
     return results
 
@@ -103,6 +104,18 @@ def write(results: Results, out: Path) -> None:
         raise SystemExit("matplotlib is missing: pip install -e '.[bench]'")
 
 
+def _only(benchmark: str, plan: Plan) -> str:
+    """Runs one benchmark that the full run leaves out or that is wanted alone; its table."""
+    scratch = Path(tempfile.mkdtemp(prefix=f"taskstash-bench-{benchmark}-"))
+    try:
+        if benchmark == "s3":
+            return s3.render(_step("s3", lambda: s3.run_s3(plan, scratch)))
+        timings = _step("task runners", lambda: runners.run_runners(plan, scratch))
+        return f"{plan.runner_tasks:,} mapped calls; {runners.SETUP}\n\n{runners.render(timings)}"
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
 def main(argv: list[str]) -> None:
     """Measures and writes the report (see the module's documentation)."""
     arguments = _arguments(argv)
@@ -113,12 +126,8 @@ def main(argv: list[str]) -> None:
     if arguments.report_only:
         write(Results.read(out / "results.json"), out)
         return
-    if arguments.only == "s3":
-        scratch = Path(tempfile.mkdtemp(prefix="taskstash-bench-s3-"))
-        try:
-            print(s3.render(_step("s3", lambda: s3.run_s3(plan, scratch))), end="")
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
+    if arguments.only is not None:
+        print(_only(arguments.only, plan), end="")
         return
     missing = [module for module in peers.BENCH_EXTRA if not peers.installed(module)]
     if not plan.smoke and (missing or not chart_available()):

@@ -27,6 +27,7 @@ class Plan:
         hang_factor: A caller still waiting after this many times the function's duration is
             counted as hung and abandoned.
         scale_records: Sizes of the index for the index-scale case.
+        runner_tasks: Mapped calls of each task runner case.
     """
 
     smoke: bool
@@ -43,6 +44,7 @@ class Plan:
     stampede_runs: int
     hang_factor: float
     scale_records: tuple[int, ...]
+    runner_tasks: int
 
     @property
     def hang_seconds(self) -> float:
@@ -66,6 +68,7 @@ FULL = Plan(
     stampede_runs=3,
     hang_factor=10.0,
     scale_records=(1_000, 1_000_000),
+    runner_tasks=1_000,
 )
 
 SMOKE = Plan(
@@ -84,4 +87,5 @@ SMOKE = Plan(
     stampede_runs=1,
     hang_factor=10.0,
     scale_records=(10, 100),
+    runner_tasks=20,
 )

@@ -6,6 +6,7 @@ import math
 import statistics
 from collections.abc import Iterable, Sequence
 
+from . import runners
 from .peers import LATENCY_CONTENDERS, TASKSTASH, TASKSTASH_DISK
 from .plan import MIB
 from .results import Results, Timing
@@ -222,6 +223,21 @@ def _scale(results: Results) -> list[str]:
     )
 
 
+def _runners(results: Results) -> list[str]:
+    if not results.runners:
+        return []
+    tasks = results.runners[0].calls
+    return [
+        "## Task runners",
+        "",
+        f"{tasks:,} mapped calls of a function doing next to nothing, gathered; {runners.SETUP}. "
+        "Cold: every call computed and stored in an empty cache; warm: every call a hit. One run "
+        "each.",
+        "",
+        runners.render(results.runners),
+    ]
+
+
 def render(results: Results, command: str) -> str:
     """The whole report."""
     lines = ["# taskstash benchmarks", ""]
@@ -238,7 +254,7 @@ def render(results: Results, command: str) -> str:
         ["target", "measured", ""], ([t.goal, t.measured, marks[t.met]] for t in evaluate(results))
     )
     lines += _latency(results) + _imports(results) + _hashing(results)
-    lines += _stampede(results) + _scale(results)
+    lines += _stampede(results) + _scale(results) + _runners(results)
     plan = results.plan
     lines += [
         "## Method",

@@ -14,7 +14,7 @@ class Timing:
     """Seconds per call of one contender in one case.
 
     Attributes:
-        section: "latency", "import", "hash" or "scale".
+        section: "latency", "import", "hash", "scale" or "runners".
         case: The case's id (e.g. "hit-small").
         contender: The contender's label.
         samples: Seconds per call, one per repetition (empty when not measured).
@@ -87,6 +87,7 @@ class Results:
     timings: list[Timing] = field(default_factory=list)
     stampedes: list[Stampede] = field(default_factory=list)
     scale: list[Scale] = field(default_factory=list)
+    runners: list[Timing] = field(default_factory=list)
 
     def timing(self, case: str, contender: str) -> Timing | None:
         """The timing of a contender in a case, if the run has it."""
@@ -99,6 +100,8 @@ class Results:
         """Writes the results as JSON (with each timing's median, for readers of the file)."""
         data = asdict(self)
         for timing, raw in zip(self.timings, data["timings"], strict=True):
+            raw["median"] = timing.median
+        for timing, raw in zip(self.runners, data["runners"], strict=True):
             raw["median"] = timing.median
         for scale, raw in zip(self.scale, data["scale"], strict=True):
             raw["hit"]["median"] = scale.hit.median
@@ -126,4 +129,5 @@ class Results:
                 for raw in data["stampedes"]
             ],
             scale=[Scale(**{**raw, "hit": timing(raw["hit"])}) for raw in data["scale"]],
+            runners=[timing(raw) for raw in data.get("runners", [])],
         )

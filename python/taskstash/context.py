@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -101,19 +102,72 @@ class TaskRunContext:
 _flow_run: ContextVar[FlowRun | None] = ContextVar("taskstash_flow_run", default=None)
 
 
+@dataclass
+class _InProgress:
+    """A flow run in progress in this process: the run it started in, and its blocks open."""
+
+    run: FlowRun
+    parent: uuid.UUID | None
+    blocks: int
+
+
+# Every flow run in progress in this process, by id. A thread does not inherit its starter's
+# context variables, so a thread a flow run started finds its run here instead.
+_in_progress: dict[uuid.UUID, _InProgress] = {}
+_in_progress_lock = threading.Lock()
+
+
 def current_flow_run() -> FlowRun | None:
-    """The flow run the caller is inside, if any."""
-    return _flow_run.get()
+    """The flow run the caller is inside, if any.
+
+    That is the run current in the caller's context; in a context without one (a thread that
+    the flow's code started), the run in progress in this process, if that is unambiguous: one
+    run, or runs nested in one another (then the innermost).
+    """
+    run = _flow_run.get()
+    if run is None and _in_progress:
+        return _only_run_in_progress()
+    return run
+
+
+def _only_run_in_progress() -> FlowRun | None:
+    with _in_progress_lock:
+        entries = list(_in_progress.values())
+    ids = {entry.run.id for entry in entries}
+    parents = [entry.parent for entry in entries if entry.parent in ids]
+    if len(entries) - len(parents) != 1 or len(set(parents)) != len(parents):
+        return None  # runs side by side: no telling which one started the caller
+    innermost = [entry.run for entry in entries if entry.run.id not in parents]
+    return innermost[0] if innermost else None
 
 
 @contextmanager
 def inside_flow_run(run: FlowRun) -> Iterator[FlowRun]:
-    """Makes `run` the current flow run for the duration of the block."""
+    """Makes `run` the current flow run for the duration of the block.
+
+    Until the block ends, threads with no flow run in their context find `run` through
+    `current_flow_run` while it is the only run in progress (or the innermost of nested runs).
+    """
+    # The run of this context only: a run started in a thread of its own is not nested in
+    # whatever else is in progress.
+    parent = _flow_run.get()
+    with _in_progress_lock:
+        entry = _in_progress.get(run.id)
+        if entry is None:
+            parent_id = None if parent is None or parent.id == run.id else parent.id
+            _in_progress[run.id] = _InProgress(run, parent_id, 1)
+        else:
+            entry.blocks += 1  # the same run, entered again (calls of it on a Dask worker)
     token = _flow_run.set(run)
     try:
         yield run
     finally:
         _flow_run.reset(token)
+        with _in_progress_lock:
+            entry = _in_progress[run.id]
+            entry.blocks -= 1
+            if not entry.blocks:
+                del _in_progress[run.id]
 
 
 # The SERIALIZABLE locks held by the task runs this code runs inside (key -> task run name). A

@@ -60,8 +60,12 @@ class DaskTaskFuture(TaskFuture[Any]):
 
     def _final(self, timeout: float | None) -> State[Any] | None:
         wrapped = self.wrapped_future
-        if timeout is not None and timeout <= 0 and not wrapped.done():
-            return None
+        if timeout is not None and timeout <= 0:
+            if not wrapped.done():
+                return None
+            # Done: fetch it however long that takes. Dask's `result(timeout=0)` times out even
+            # on a finished future, which would leave `state` Pending for good.
+            timeout = None
         try:
             state: State[Any] = wrapped.result(timeout=timeout)
         except TimeoutError:
