@@ -17,8 +17,8 @@ and on the machine that submitted. Futures among the arguments travel as Dask fu
 takes their values from the workers that hold them.
 
 Without `address` or `cluster`, the runner starts a `distributed.LocalCluster` for the flow run
-and stops it at the end; it listens on 127.0.0.1 only, with no dashboard, unless
-`cluster_kwargs` say otherwise.
+and stops it at the end; it listens on 127.0.0.1 only (its HTTP server, and the dashboard
+where bokeh is installed, on a free port of 127.0.0.1), unless `cluster_kwargs` say otherwise.
 """
 
 from __future__ import annotations
@@ -40,9 +40,10 @@ if TYPE_CHECKING:
 
 __all__ = ["DaskTaskFuture", "DaskTaskRunner"]
 
-_LOOPBACK_DEFAULTS = {"host": "127.0.0.1", "dashboard_address": None}
+_LOOPBACK_DEFAULTS = {"host": "127.0.0.1", "dashboard_address": "127.0.0.1:0"}
 """What a LocalCluster the runner starts is given unless `cluster_kwargs` say otherwise: Dask's
-own defaults serve the dashboard on every interface."""
+own defaults serve the dashboard on every interface. A free port, not Dask's 8787: even with no
+dashboard the scheduler serves HTTP there, and two clusters on one machine would collide."""
 
 
 class DaskTaskFuture(TaskFuture[Any]):
