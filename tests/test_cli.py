@@ -211,13 +211,13 @@ def test_explain_a_task_of_a_module_file(
     code, out, _ = run(capsys, "explain", target, "--arg", "x=2")
     assert code == 0
     assert out.startswith("add_one: miss (key ")
-    assert out.rstrip().endswith(f"the nearest record {hit['key']} differs in: inputs")
+    assert out.rstrip().endswith(f"the nearest record {hit['key']} differs in: inputs (x changed)")
     miss = run_json(capsys, "explain", target, "--arg", "x=2")
     assert miss["hit"] is False
-    assert miss["differs"] == ["inputs"]
+    assert miss["differs"] == ["inputs", "inputs:x"]
     assert miss["nearest"] == hit["key"]
     assert miss["key"] != hit["key"]
-    assert set(miss["components"]) == {"inputs"}
+    assert set(miss["components"]) == {"inputs", "inputs:x"}
 
 
 def test_explain_refuses_what_is_not_a_task(
@@ -271,7 +271,8 @@ def test_prune_to_a_size_evicts_the_least_recently_used(
     pruned = run_json(capsys, "prune", "--max-size", str(total - 1))
     assert pruned["keys"] == [filled[1]]
     assert Cache().totals()[1] == total - pruned["bytes"]
-    pruned = run_json(capsys, "prune", "--max-size", "0.5kB")
+    kept = Cache().record(filled[3]).size_bytes  # the most recently used record fits
+    pruned = run_json(capsys, "prune", "--max-size", f"{kept}B")
     assert sorted(pruned["keys"]) == sorted([filled[2], filled[0]])
     assert Cache().totals() == (1, Cache().record(filled[3]).size_bytes)
     with pytest.raises(SystemExit) as raised:

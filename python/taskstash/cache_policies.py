@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, Self
 
 # At run time, not only for type checkers: the API reference resolves CacheKeyFn's annotation.
+from taskstash._native import HashingError
 from taskstash.context import TaskRunContext
 from taskstash.hashing import hash_named, hash_objects
 from taskstash.hashing.source import function_source_key
@@ -38,7 +39,7 @@ __all__ = [
     "ResultStorageKeyPolicy",
     "RunId",
     "TaskSource",
-    "code_pieces",
+    "component_pieces",
 ]
 
 IsolationLevel = Literal["READ_COMMITTED", "SERIALIZABLE"]
@@ -149,15 +150,20 @@ def _parts(policy: CachePolicy) -> tuple[CachePolicy, ...]:
     return policy.policies if isinstance(policy, CompoundCachePolicy) else (policy,)
 
 
-def code_pieces(policy: CachePolicy, task: Any) -> dict[str, str]:
-    """The keys of the pieces of `task`'s code that `policy`'s TaskSource part keys it by.
+def component_pieces(policy: CachePolicy, task: Any, inputs: dict[str, Any]) -> dict[str, str]:
+    """The keys of the pieces of a call's components: each argument, each piece of code.
 
-    Kept with a record beside its components, so that a miss can name the piece that changed.
+    `inputs:<argument>` for the arguments `policy`'s Inputs part keys, `task_source:<name>` for
+    the pieces of the task's code its TaskSource part keys. Kept with a record beside its
+    components, so that a miss can name what changed ("inputs (region changed)"). Computed on
+    a miss (and by `explain`), never on a hit.
     """
     found: dict[str, str] = {}
     for part in _parts(policy):
         if isinstance(part, TaskSource):
             found.update(part.pieces(task))
+        elif isinstance(part, Inputs):
+            found.update(part.pieces(inputs))
     return found
 
 
@@ -314,6 +320,18 @@ class Inputs(CachePolicy):
             return self
         return dataclasses.replace(self, exclude=(*self.exclude, argument))
 
+
+    def pieces(self, inputs: dict[str, Any]) -> dict[str, str]:
+        """`inputs:<argument>` -> key of each argument this policy keys."""
+        found: dict[str, str] = {}
+        for name, value in inputs.items():
+            if name in self.exclude:
+                continue
+            try:
+                found[f"{self.label}:{name}"] = hash_objects(value)
+            except HashingError:
+                continue  # such a call is not cached: nothing to keep
+        return found
 
 @dataclass(frozen=True)
 class TaskSource(CachePolicy):

@@ -8,19 +8,19 @@ Each record keeps the hash of every cache-policy component it was keyed by (`inp
 `task_source`, `run_id`, ...). `explain` computes those of the call, finds the record of the
 task that agrees on most of them, and names the components that differ: a changed argument, an
 edited task, another flow run. Records also keep the keys of the pieces of the task's code
-(`task_source:helpers.normalize`), so a changed source is told by name: "task_source
-(helpers.normalize changed)".
+and the key of each argument (`task_source:helpers.normalize`, `inputs:region`), so a change is
+told by name: "inputs (region changed), task_source (helpers.normalize changed)".
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any
 
 from taskstash import settings
 from taskstash.cache import Cache
-from taskstash.cache_policies import code_pieces
+from taskstash.cache_policies import component_pieces
 from taskstash.context import TaskRun, TaskRunContext, current_flow_run
 from taskstash.destinations import index_path
 from taskstash.store import Record
@@ -91,7 +91,7 @@ def explain(task: Task[Any, Any], /, *args: Any, **kwargs: Any) -> Explanation:
             task.name, None, {}, False, None, reason="no component of its policy yields a key"
         )
     key, named = keyed
-    components = {**dict(named), **code_pieces(task.cache_policy, task)}
+    components = {**dict(named), **component_pieces(task.cache_policy, task, parameters)}
     cache = Cache(index_path(task), task.result_storage or settings.current().local_storage_path)
     # The task's records only (records_task_name), and one lookup for the key: never a list of
     # the whole index, which could hold a million records.
@@ -111,20 +111,23 @@ def _differences(recorded: dict[str, str], call: dict[str, str]) -> list[str]:
     return [name for name in names if recorded.get(name) != call.get(name)]
 
 
-_PIECE: Final = "task_source:"
-
-
 def _described(differs: list[str]) -> list[str]:
-    """Component names, with the pieces of the task's code that changed named after them.
+    """Component names, each with the pieces of it that changed.
 
-    `task_source (helpers.normalize changed, THRESHOLD changed)`.
+    `inputs (region changed), task_source (helpers.normalize changed, helpers.THRESHOLD changed)`.
     """
-    pieces = [name.removeprefix(_PIECE) for name in differs if name.startswith(_PIECE)]
-    described = [name for name in differs if not name.startswith(_PIECE)]
-    if pieces:
-        text = ", ".join(f"{piece} changed" for piece in pieces)
-        if "task_source" in described:
-            described[described.index("task_source")] = f"task_source ({text})"
+    pieces: dict[str, list[str]] = {}
+    described: list[str] = []
+    for name in differs:
+        component, _, piece = name.partition(":")
+        if piece:
+            pieces.setdefault(component, []).append(piece)
+        elif component not in described:
+            described.append(component)
+    for component, changed in pieces.items():
+        text = f"{component} ({', '.join(f'{piece} changed' for piece in changed)})"
+        if component in described:
+            described[described.index(component)] = text
         else:
-            described.append(f"task_source ({text})")
+            described.append(text)
     return described

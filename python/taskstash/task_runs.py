@@ -16,7 +16,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Final
 
 from taskstash import settings
-from taskstash.cache_policies import CacheKeyFnPolicy, ResultStorageKeyPolicy, code_pieces
+from taskstash.cache_policies import CacheKeyFnPolicy, ResultStorageKeyPolicy, component_pieces
 from taskstash.context import (
     FlowRun,
     TaskRun,
@@ -342,9 +342,9 @@ def start(task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -
         value = _adopt(task, store, storage, serializer, key, location, task_run, flow_run)
         if value is not MISSING:
             return True, value
-    # Each record keeps the keys of the pieces of the task's code beside its components: a
-    # miss then names the function or constant that changed (`explain`). Only on a miss.
-    stored = {**dict(components), **code_pieces(task.cache_policy, task)}
+    # Each record keeps the keys of its components' pieces (each argument, each piece of the
+    # task's code): a miss then names what changed (`explain`). Only on a miss.
+    stored = {**dict(components), **component_pieces(task.cache_policy, task, parameters)}
     call.record = _Destination(key, stored, store, storage, location, serializer)
     isolation: str | None = task.cache_policy.isolation_level
     if isolation is None:
