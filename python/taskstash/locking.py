@@ -308,7 +308,7 @@ class _HolderFence:
     holder: str
 
     def holds(self, index: Index, conn: Connection) -> bool:
-        if index.path != self.locks.path:
+        if index.url != self.locks.url:
             conn = self.locks.connection()  # locks kept in another index file
         row = conn.execute(
             "SELECT 1 FROM locks WHERE key = ? AND holder = ?", (self.key, self.holder)
@@ -338,7 +338,7 @@ class SQLiteLockManager(LockManager):
 
     def __reduce__(self) -> tuple[type[SQLiteLockManager], tuple[str, float | None]]:
         # By its path: the locks live in the file, which every process opens for itself.
-        return (SQLiteLockManager, (self.index.path, self.hold_timeout))
+        return (SQLiteLockManager, (self.index.url, self.hold_timeout))
 
     def _myself(self) -> _Holder:
         pid = os.getpid()

@@ -62,7 +62,7 @@ class PostgresLockManager(LockManager):
 
     def __reduce__(self) -> tuple[type[PostgresLockManager], tuple[str, float | None]]:
         # By its URL: every process connects for itself.
-        return (PostgresLockManager, (self.index.path, self.hold_timeout))
+        return (PostgresLockManager, (self.index.url, self.hold_timeout))
 
     def _current(self, conn: Connection, key: str) -> tuple[str, bool] | None:
         row = conn.execute(f"SELECT holder, {_LIVE} FROM locks WHERE key = ?", (key,)).fetchone()
@@ -139,6 +139,6 @@ class _TokenFence:
     token: int
 
     def holds(self, index: Index, conn: Connection) -> bool:
-        if index.path != self.manager.index.path:
+        if index.url != self.manager.index.url:
             conn = self.manager.index.connection()  # locks kept in another database
         return self.manager.holds_token(conn, self.key, self.token)

@@ -89,6 +89,8 @@ class Store(ResultReads, Adoption, HitCounter):
             with it; None to neither sign nor require signatures.
 
     Attributes:
+        path: The index as messages name it (a URL without its password).
+        url: The index's location, with the password if it has one (see `Index`).
         large_result_bytes: Result files larger than this are handed out by `fetch` as files
             (`LARGE_RESULT_BYTES` unless changed on the instance).
 
@@ -102,6 +104,7 @@ class Store(ResultReads, Adoption, HitCounter):
     ) -> None:
         self.index = Index(os.path.expanduser(os.fspath(index_path)))
         self.path = self.index.path
+        self.url = self.index.url
         self.signing_key = signing_key
         self.max_bytes: int | None = None
         """The most the index may hold (`TASKSTASH_MAX_SIZE`); each save evicts least recently
