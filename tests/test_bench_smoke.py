@@ -139,3 +139,23 @@ def test_the_s3_benchmark_counts_the_requests_of_each_operation() -> None:
         "later hit from the second machine": "1 (1 GET)",
         "hit on local storage": "0",
     }
+
+
+def test_the_postgres_benchmark_measures_both_databases_and_judges_the_hit_target(
+    postgres_server: object,
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "benches.harness", "--only", "postgres", "--smoke"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    table, verdict = done.stdout.split("\n\n")
+    header, _, *rows = table.splitlines()
+    assert header == "| median per call | SQLite | PostgreSQL |"
+    assert len(rows) == 6
+    assert all(row.count(" ms |") == 2 or row.count("calls/s") == 2 for row in rows)
+    assert verdict.startswith(("PostgreSQL hit target (met)", "PostgreSQL hit target (not met)"))

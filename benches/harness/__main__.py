@@ -1,4 +1,4 @@
-"""The one command: `python -m benches.harness [--smoke] [--out DIRECTORY] [--only s3]`."""
+"""The one command: `python -m benches.harness [--smoke] [--out DIR] [--only s3|postgres]`."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from . import cases, hashing, imports, machine, peers, report, s3, scale, stampede
+from . import cases, hashing, imports, machine, peers, postgres, report, s3, scale, stampede
 from .chart import available as chart_available
 from .chart import write_chart
 from .plan import FULL, SMOKE, Plan
@@ -40,9 +40,9 @@ def _arguments(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument(
         "--only",
-        choices=["s3"],
+        choices=["s3", "postgres"],
         help="run one benchmark and print its table: s3 (a cache on a loopback S3 server, "
-        "from two machines)",
+        "from two machines), postgres (the index on a loopback PostgreSQL beside SQLite)",
     )
     parser.add_argument(
         "--report-only",
@@ -117,6 +117,14 @@ def main(argv: list[str]) -> None:
         scratch = Path(tempfile.mkdtemp(prefix="taskstash-bench-s3-"))
         try:
             print(s3.render(_step("s3", lambda: s3.run_s3(plan, scratch))), end="")
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        return
+    if arguments.only == "postgres":
+        scratch = Path(tempfile.mkdtemp(prefix="taskstash-bench-pg-"))
+        try:
+            run = _step("postgres", lambda: postgres.run_postgres(plan, scratch))
+            print(postgres.render(run), end="")
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         return
