@@ -34,7 +34,7 @@ def local_cluster(n_workers: int = 2) -> distributed.LocalCluster:
         threads_per_worker=2,
         processes=True,
         host="127.0.0.1",
-        dashboard_address=None,
+        dashboard_address="127.0.0.1:0",  # its HTTP server on a free port, never a fixed one
     )
 
 

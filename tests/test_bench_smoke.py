@@ -180,3 +180,23 @@ def test_the_task_runners_benchmark_runs_alone() -> None:
         "taskstash ThreadPoolTaskRunner, cold",
         "taskstash ThreadPoolTaskRunner, warm",
     ]
+
+
+def test_the_postgres_benchmark_measures_both_databases_and_judges_the_hit_target(
+    postgres_server: object,
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "benches.harness", "--only", "postgres", "--smoke"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    table, verdict = done.stdout.split("\n\n")
+    header, _, *rows = table.splitlines()
+    assert header == "| median per call | SQLite | PostgreSQL |"
+    assert len(rows) == 6
+    assert all(row.count(" ms |") == 2 or row.count("calls/s") == 2 for row in rows)
+    assert verdict.startswith(("PostgreSQL hit target (met)", "PostgreSQL hit target (not met)"))

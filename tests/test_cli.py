@@ -394,7 +394,7 @@ def doc_queries() -> list[str]:
 def test_docs_queries_run_in_sqlite_utils(filled: list[str]) -> None:
     command = sqlite_utils()
     Cache().stats()  # writes this process's pending hits, as a finished program would have
-    queries = doc_queries()
+    queries = [q for q in doc_queries() if "(PostgreSQL" not in q.splitlines()[0]]
     assert len(queries) >= 4
     results: dict[str, list[dict[str, Any]]] = {}
     for sql in queries:

@@ -1,4 +1,4 @@
-"""The SQLite index: schema and migrations, records, batched hits, concurrency, docs/schema.md."""
+"""The index (SQLite and PostgreSQL alike unless marked): schema, records, hits, docs/schema.md."""
 
 from __future__ import annotations
 
@@ -12,10 +12,13 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from index_support import SQLITE_ONLY
 
+from taskstash import settings
 from taskstash.exceptions import CacheCorruptedError, TaskstashError
 from taskstash.store import (
     SCHEMA_VERSION,
@@ -28,6 +31,7 @@ from taskstash.store import (
     make_header,
     open_store,
 )
+from taskstash.store.database import Connection
 from taskstash.store.index import COLUMNS, MIGRATIONS
 from taskstash.store.store import HIT_FLUSH_COUNT, HIT_FLUSH_SECONDS
 
@@ -63,8 +67,10 @@ def key_of(n: int, prefix: str = "") -> str:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store(tmp_path / "cache" / "index.db")
+def store(index_backend: str, tmp_path: Path) -> Iterator[Store]:
+    """A store on a new index: a file, or a schema of the test server."""
+    location = settings.current().index if index_backend == "postgresql" else None
+    s = Store(location or tmp_path / "cache" / "index.db")
     yield s
     s.close()
 
@@ -85,11 +91,22 @@ def raw(path: str | Path) -> sqlite3.Connection:
     return sqlite3.connect(path, isolation_level=None)
 
 
+@contextmanager
+def reading(location: str) -> Iterator[Connection]:
+    """A connection of its own to an index (a file or a URL), as another process would have."""
+    index = Index(location)
+    try:
+        yield index.connection()
+    finally:
+        index.close()
+
+
 # --- schema and migrations ---------------------------------------------------------------
 
 
+@SQLITE_ONLY
 def test_schema_is_created_with_its_version(store: Store) -> None:
-    with raw(store.path) as conn:
+    with reading(store.url) as conn:
         objects = set(conn.execute("SELECT type, name FROM sqlite_master").fetchall())
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         journal = conn.execute("PRAGMA journal_mode").fetchone()[0]
@@ -112,6 +129,7 @@ def test_schema_is_created_with_its_version(store: Store) -> None:
     } <= objects
 
 
+@SQLITE_ONLY
 def test_connection_pragmas(store: Store) -> None:
     conn = store.index.connection()
     assert isinstance(conn, sqlite3.Connection)
@@ -121,6 +139,7 @@ def test_connection_pragmas(store: Store) -> None:
     assert conn.execute("PRAGMA busy_timeout").fetchone()[0] >= 10_000
 
 
+@SQLITE_ONLY
 def test_expires_index_is_partial(store: Store) -> None:
     sql = store.index.connection().execute(
         "SELECT sql FROM sqlite_master WHERE name = 'records_expires_at'"
@@ -233,7 +252,7 @@ def test_upsert_replaces_the_record(store: Store, storage: LocalStorage) -> None
     store.note_hit(key_of(1), NOW + 1)
     store.flush_hits()
     save(store, storage, key_of(1), b"new", created_at=NOW + 5, compute_seconds=2.0)
-    with raw(store.path) as conn:
+    with reading(store.url) as conn:
         assert conn.execute("SELECT count(*) FROM records").fetchone()[0] == 1
     record = store.lookup(key_of(1), NOW + 5)
     assert record is not None
@@ -254,8 +273,8 @@ def test_delete_removes_row_then_file(store: Store, storage: LocalStorage) -> No
 # --- batched hits ------------------------------------------------------------------------
 
 
-def hits_in_file(path: str, key: str) -> tuple[int, float | None]:
-    with raw(path) as conn:
+def hits_in_file(location: str, key: str) -> tuple[int, float | None]:
+    with reading(location) as conn:
         row = conn.execute(
             "SELECT hit_count, last_hit_at FROM records WHERE key = ?", (key,)
         ).fetchone()
@@ -269,13 +288,13 @@ def test_hits_are_written_only_on_flush(store: Store, storage: LocalStorage) -> 
     store.note_hit(key_of(1), NOW + 3)
     store.note_hit(key_of(1), NOW + 2)
     store.note_hit(key_of(2), NOW + 1)
-    assert hits_in_file(store.path, key_of(1)) == (0, None)
+    assert hits_in_file(store.url, key_of(1)) == (0, None)
     store.flush_hits()
-    assert hits_in_file(store.path, key_of(1)) == (3, NOW + 3)
-    assert hits_in_file(store.path, key_of(2)) == (1, NOW + 1)
+    assert hits_in_file(store.url, key_of(1)) == (3, NOW + 3)
+    assert hits_in_file(store.url, key_of(2)) == (1, NOW + 1)
     store.note_hit(key_of(1), NOW + 4)
     store.close()  # flushes
-    assert hits_in_file(store.path, key_of(1)) == (4, NOW + 4)
+    assert hits_in_file(store.url, key_of(1)) == (4, NOW + 4)
 
 
 def test_hits_flush_after_a_batch(store: Store, storage: LocalStorage) -> None:
@@ -283,9 +302,9 @@ def test_hits_flush_after_a_batch(store: Store, storage: LocalStorage) -> None:
     now = time.time()
     for _ in range(HIT_FLUSH_COUNT - 1):
         store.note_hit(key_of(1), now)
-    assert hits_in_file(store.path, key_of(1))[0] == 0
+    assert hits_in_file(store.url, key_of(1))[0] == 0
     store.note_hit(key_of(1), now)
-    assert hits_in_file(store.path, key_of(1)) == (HIT_FLUSH_COUNT, now)
+    assert hits_in_file(store.url, key_of(1)) == (HIT_FLUSH_COUNT, now)
 
 
 def test_hits_are_written_a_moment_after_they_come(store: Store, storage: LocalStorage) -> None:
@@ -294,9 +313,9 @@ def test_hits_are_written_a_moment_after_they_come(store: Store, storage: LocalS
     store.note_hit(key_of(1), now)
     store.note_hit(key_of(1), now + 1)
     deadline = time.monotonic() + HIT_FLUSH_SECONDS + 10
-    while hits_in_file(store.path, key_of(1))[0] < 2 and time.monotonic() < deadline:
+    while hits_in_file(store.url, key_of(1))[0] < 2 and time.monotonic() < deadline:
         time.sleep(0.02)  # no flush, no close: the background thread writes them
-    assert hits_in_file(store.path, key_of(1)) == (2, now + 1)
+    assert hits_in_file(store.url, key_of(1)) == (2, now + 1)
 
 
 def test_hits_of_a_replaced_record_are_dropped(store: Store, storage: LocalStorage) -> None:
@@ -304,7 +323,7 @@ def test_hits_of_a_replaced_record_are_dropped(store: Store, storage: LocalStora
     store.note_hit(key_of(1), NOW + 1)
     save(store, storage, key_of(1), b"again")
     store.flush_hits()
-    assert hits_in_file(store.path, key_of(1)) == (0, None)
+    assert hits_in_file(store.url, key_of(1)) == (0, None)
 
 
 def test_hits_are_flushed_at_exit(tmp_path: Path) -> None:
@@ -408,7 +427,7 @@ def test_threads_share_a_store(store: Store, storage: LocalStorage) -> None:
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(work, range(8)))
     store.flush_hits()
-    with raw(store.path) as conn:
+    with reading(store.url) as conn:
         count, hits = conn.execute("SELECT count(*), sum(hit_count) FROM records").fetchone()
     assert (count, hits) == (400, 400)
     assert len(list(storage.locations())) == 400
@@ -435,7 +454,7 @@ for i in range(int(sys.argv[3])):
 def test_two_processes_write_one_index(store: Store, storage: LocalStorage) -> None:
     n = 200
     child = subprocess.Popen(
-        [sys.executable, "-c", WRITER, store.path, storage.root, str(n)],
+        [sys.executable, "-c", WRITER, store.url, storage.root, str(n)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -453,7 +472,7 @@ def test_two_processes_write_one_index(store: Store, storage: LocalStorage) -> N
     _, stderr = child.communicate(timeout=120)
     assert child.returncode == 0, stderr
     assert "locked" not in stderr
-    with raw(store.path) as conn:
+    with reading(store.url) as conn:
         counts = dict(conn.execute("SELECT task_name, count(*) FROM records GROUP BY task_name"))
         child_hits = conn.execute(
             "SELECT sum(hit_count) FROM records WHERE task_name = 'child'"
@@ -551,9 +570,10 @@ def test_a_forked_child_uses_its_own_connection(store: Store, storage: LocalStor
     os.waitpid(pid, 0)
     assert store.lookup(key_of(2), NOW) is not None
     store.flush_hits()
-    assert hits_in_file(store.path, key_of(1)) == (1, NOW + 1)
+    assert hits_in_file(store.url, key_of(1)) == (1, NOW + 1)
 
 
+@SQLITE_ONLY
 def test_readers_do_not_block_on_a_writer(store: Store, storage: LocalStorage) -> None:
     save(store, storage, key_of(1))
     writer = raw(store.path)
@@ -587,9 +607,10 @@ def test_docs_document_every_column(tmp_path: Path) -> None:
     assert documented == [row[1] for row in conn.execute("PRAGMA table_info(records)")]
 
 
-def test_docs_queries_run(store: Store, storage: LocalStorage) -> None:
-    queries = doc_queries()
-    assert 4 <= len(queries) <= 6
+def test_docs_queries_run(index_backend: str, store: Store, storage: LocalStorage) -> None:
+    other = "(PostgreSQL" if index_backend == "sqlite" else "(SQLite"
+    queries = [q for q in doc_queries() if other not in q.splitlines()[0]]
+    assert len(queries) == 6
     now = time.time()
     save(store, storage, key_of(1), b"a", created_at=now - 30)
     save(store, storage, key_of(2), b"bb", created_at=now - 20, expires_at=now - 10)
@@ -598,11 +619,12 @@ def test_docs_queries_run(store: Store, storage: LocalStorage) -> None:
     store.note_hit(key_of(1), now)
     store.flush_hits()
     results = {}
-    with raw(store.path) as conn:
+    with reading(store.url) as conn:
         for query in queries:
             title = query.splitlines()[0]
             assert title.startswith("-- "), query
-            results[title] = conn.execute(query).fetchall()
+            # As psql runs it: the text as is, no placeholders (the `?` of a comment is text).
+            results[title] = getattr(conn, "raw", conn).execute(query).fetchall()
     by_task = next(rows for title, rows in results.items() if "Records of a task" in title)
     assert [row[0] for row in by_task] == [key_of(4), key_of(2), key_of(1)]
     assert by_task[2][3] == 1  # hit_count
@@ -623,7 +645,7 @@ def test_totals_and_computations_follow_every_write(tmp_path: Path) -> None:
         store.save(header, payload, storage, default_location(key))
 
     def totals() -> tuple[int, int]:
-        with raw(store.path) as conn:
+        with reading(store.url) as conn:
             counted: tuple[int, int] = conn.execute("SELECT records, bytes FROM totals").fetchone()
             summed = conn.execute("SELECT count(*), coalesce(sum(size_bytes), 0) FROM records")
             assert counted == summed.fetchone()
@@ -636,7 +658,7 @@ def test_totals_and_computations_follow_every_write(tmp_path: Path) -> None:
     assert totals()[0] == 2
     store.delete("b" * 32)
     assert totals()[0] == 1
-    with raw(store.path) as conn:
+    with reading(store.url) as conn:
         assert conn.execute("SELECT computations FROM records").fetchall() == [(2,)]
         stats = conn.execute("SELECT hits, computations, hit_rate FROM task_stats").fetchone()
     assert stats == (0, 2, 0.0)

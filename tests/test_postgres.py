@@ -11,10 +11,12 @@ from pathlib import Path
 
 import pytest
 from pg_support import PostgresServer
+from s3_support import MotoServer
 
 from taskstash import settings, task
 from taskstash.cache_policies import INPUTS
 from taskstash.postgres_locks import PostgresLockManager
+from taskstash.store import Index
 
 MACHINE = """
 import os, sys, threading
@@ -59,6 +61,70 @@ def test_a_stampede_of_three_machines_computes_each_key_once(
         _, err = machine.communicate(timeout=120)
         assert machine.returncode == 0, err.decode()
     assert sorted(ran.read_text().split()) == [str(x) for x in range(6)]
+
+
+MACHINE_ON_S3 = """
+import os, socket, sys, threading
+from taskstash import task
+from taskstash.cache_policies import INPUTS
+
+@task(cache_policy=INPUTS.configure(isolation_level="SERIALIZABLE"), result_storage=sys.argv[1],
+      cache_result_in_memory=False)
+def slow_square(x):
+    with open(os.environ["RAN_LOG"], "a") as log:
+        log.write(f"{x} {socket.gethostname()}\\n")
+    import time; time.sleep(0.05)
+    return x * x
+
+def work():
+    for x in range(6):
+        assert slow_square(x) == x * x
+
+threads = [threading.Thread(target=work) for _ in range(4)]
+for t in threads: t.start()
+for t in threads: t.join()
+"""
+
+
+def _on_host(name: str) -> list[str]:
+    """The command prefix that runs a process under a host name of its own (a UTS namespace)."""
+    probe = ["unshare", "--uts", "sh", "-c", 'hostname "$0" && exec "$@"', "probe", "true"]
+    try:
+        if subprocess.run(probe, capture_output=True, check=False).returncode != 0:
+            pytest.skip("cannot give processes host names of their own (unshare --uts)")
+    except FileNotFoundError:
+        pytest.skip("unshare is not installed")
+    return ["unshare", "--uts", "sh", "-c", 'hostname "$0" && exec "$@"', name]
+
+
+def test_machines_sharing_the_index_and_one_bucket_compute_each_key_once(
+    postgres_index: str, s3: MotoServer, tmp_path: Path
+) -> None:
+    ran = tmp_path / "ran.log"
+    bucket = f"s3://taskstash-test/{tmp_path.name}"
+    machines = []
+    for n in range(3):
+        env = {
+            **os.environ,
+            "TASKSTASH_HOME": str(tmp_path / f"machine-{n}"),
+            "TASKSTASH_INDEX_URL": postgres_index,
+            "RAN_LOG": str(ran),
+        }
+        command = [*_on_host(f"machine-{n}"), sys.executable, "-c", MACHINE_ON_S3, bucket]
+        machines.append(subprocess.Popen(command, env=env, stderr=subprocess.PIPE))
+    for machine in machines:
+        _, err = machine.communicate(timeout=180)
+        assert machine.returncode == 0, err.decode()
+    computed = [line.split() for line in ran.read_text().splitlines()]
+    assert sorted(x for x, _ in computed) == [str(x) for x in range(6)]
+    assert {host for _, host in computed} <= {"machine-0", "machine-1", "machine-2"}
+    index = Index(postgres_index)
+    rows = index.connection().execute("SELECT storage, location FROM records").fetchall()
+    index.close()
+    assert len(rows) == 6
+    assert {storage for storage, _ in rows} == {bucket}
+    stored = s3.objects("taskstash-test")
+    assert sorted(stored) == sorted(f"{tmp_path.name}/{location}" for _, location in rows)
 
 
 def test_a_killed_holder_frees_the_key(postgres_index: str) -> None:

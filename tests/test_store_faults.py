@@ -21,6 +21,7 @@ from pathlib import Path
 
 import mounts
 import pytest
+from index_support import index_sql
 
 from taskstash import settings, task
 from taskstash.cache_policies import INPUTS
@@ -280,8 +281,14 @@ def log() -> Iterator[list[str]]:
     logging.getLogger("taskstash").removeHandler(handler)
 
 
+def records_in_index() -> int:
+    """The rows of the current index (`TASKSTASH_INDEX_URL` or the file)."""
+    count: int = index_sql("SELECT count(*) FROM records")[0][0]
+    return count
+
+
 def test_a_full_storage_returns_the_value_and_leaves_nothing_behind(
-    tmpfs: Path, log: list[str]
+    index_backend: str, tmpfs: Path, log: list[str]
 ) -> None:
     runs: list[int] = []
 
@@ -297,7 +304,7 @@ def test_a_full_storage_returns_the_value_and_leaves_nothing_behind(
     assert "could not be stored" in warning
     assert "No space left on device" in warning
     assert files_in(tmpfs) == []  # the partial temporary file was removed
-    assert rows(settings.current().index_path) == 0
+    assert records_in_index() == 0
     # The space is free again: a result of half the storage's size fits.
     assert blob(30_000) == b"x" * 30_000
     assert blob(30_000) == b"x" * 30_000
@@ -306,7 +313,7 @@ def test_a_full_storage_returns_the_value_and_leaves_nothing_behind(
 
 
 def test_a_read_only_storage_serves_hits_and_returns_new_values_uncached(
-    tmpfs: Path, log: list[str]
+    index_backend: str, tmpfs: Path, log: list[str]
 ) -> None:
     runs: list[int] = []
 
@@ -325,7 +332,7 @@ def test_a_read_only_storage_serves_hits_and_returns_new_values_uncached(
     assert "could not be stored" in warning
     assert "Read-only file system" in warning
     assert len(files_in(tmpfs)) == 1
-    assert rows(settings.current().index_path) == 1
+    assert records_in_index() == 1
 
 
 # --- owner-only modes ---------------------------------------------------------------------
@@ -405,7 +412,7 @@ def test_writing_over_a_linked_file_replaces_the_link_not_its_target(
 
 
 def test_a_task_whose_storage_key_leads_through_a_link_is_not_cached(
-    linked: tuple[LocalStorage, Path], log: list[str]
+    index_backend: str, linked: tuple[LocalStorage, Path], log: list[str]
 ) -> None:
     storage, outside = linked
     runs: list[int] = []
@@ -429,11 +436,11 @@ def test_a_task_whose_storage_key_leads_through_a_link_is_not_cached(
 
 
 def test_reading_follows_links_but_serves_only_what_the_index_recorded(
-    tmp_path: Path, log: list[str]
+    index_backend: str, tmp_path: Path, log: list[str]
 ) -> None:
     # Allowed by design: a read is checked against the index, so a link cannot change a hit.
     storage = LocalStorage(tmp_path / "storage")
-    store = Store(tmp_path / "index.db")
+    store = Store(settings.current().index)
     save(store, storage, 1)
     shard = Path(storage.root, default_location(key_of(1))).parent
     moved = tmp_path / "moved"

@@ -1,4 +1,5 @@
-"""Many processes and threads on one cache: no errors, no wrong values, a consistent store."""
+"""Many processes and threads on one cache (index on SQLite and on PostgreSQL): no errors, no
+wrong values, a consistent store."""
 
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ def run_workers(mode: str, processes: int, threads: int, calls: int, keys: int, 
 def assert_store_consistent() -> int:
     """Every index row has its result file, intact and for its key; every file has its row."""
     current = settings.reload()
-    store = open_store(current.index_path)
+    store = open_store(current.index)
     storage = resolve_storage(None, current.local_storage_path)
     rows = (
         store.index.connection().execute("SELECT key, location, checksum FROM records").fetchall()
@@ -52,7 +53,7 @@ def assert_store_consistent() -> int:
 
 
 def test_serializable_computes_each_key_once_across_processes_and_threads(
-    tmp_path: Path,
+    index_backend: str, tmp_path: Path
 ) -> None:
     log = tmp_path / "computations.log"
     run_workers("serializable", processes=6, threads=8, calls=25, keys=10, log=log)
@@ -61,7 +62,9 @@ def test_serializable_computes_each_key_once_across_processes_and_threads(
     assert assert_store_consistent() == 10
 
 
-def test_mixed_hits_misses_refreshes_and_evictions_stay_correct(tmp_path: Path) -> None:
+def test_mixed_hits_misses_refreshes_and_evictions_stay_correct(
+    index_backend: str, tmp_path: Path
+) -> None:
     log = tmp_path / "computations.log"
     run_workers("mixed", processes=6, threads=8, calls=150, keys=12, log=log)
     assert len(log.read_text().splitlines()) >= 12  # every key was computed at least once

@@ -1,26 +1,28 @@
 """Task calls in transactions: committed together, rolled back together, seen atomically.
 
 Prefect's behaviour (its docs' transactions page, tests/test_tasks.py's TestTransactions and
-TestNestedTasks), and what other processes see of a transaction's records.
+TestNestedTasks), and what other processes see of a transaction's records; each test runs with
+the index on SQLite and on PostgreSQL.
 """
 
 from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from index_support import index_sql
 from transaction_support import fail_inside
 
 from taskstash import Cache, settings, task
 from taskstash.cache_policies import INPUTS
-from taskstash.locking import SQLiteLockManager
+from taskstash.destinations import index_lock_manager
 from taskstash.states import State
+from taskstash.store import open_store
 from taskstash.store.base import is_temp
 from taskstash.transactions import (
     CommitMode,
@@ -30,14 +32,11 @@ from taskstash.transactions import (
     transaction,
 )
 
+pytestmark = pytest.mark.usefixtures("index_backend")
+
 
 def rows() -> int:
-    with sqlite3.connect(settings.current().index_path) as conn:
-        try:
-            (count,) = conn.execute("SELECT count(*) FROM records").fetchone()
-        except sqlite3.OperationalError:  # no index yet
-            return 0
-    return int(count)
+    return int(index_sql("SELECT count(*) FROM records")[0][0])
 
 
 def files(home: Path) -> list[str]:
@@ -257,7 +256,7 @@ def test_serializable_transactions_hold_the_keys_of_their_calls_until_commit() -
     def f(x: int) -> int:
         return x
 
-    locks = SQLiteLockManager(settings.current().index_path)
+    locks = index_lock_manager(open_store(settings.current().index))
     with transaction(isolation_level=IsolationLevel.SERIALIZABLE) as txn:
         f(1)
         f(1)  # the transaction holds the key already: no wait for itself
@@ -272,7 +271,7 @@ def test_serializable_transactions_hold_the_keys_of_their_calls_until_commit() -
 
 def test_a_transaction_of_many_records_is_seen_whole_or_not_at_all_by_another_process() -> None:
     poller = subprocess.Popen(
-        [sys.executable, "-c", POLLER, settings.current().index_path, "50"],
+        [sys.executable, "-c", POLLER, settings.current().index, "50"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -294,17 +293,14 @@ def test_a_transaction_of_many_records_is_seen_whole_or_not_at_all_by_another_pr
 
 # Polls the number of rows until it reaches the count given, printing every count it saw.
 POLLER = """
-import sqlite3, sys, time
-path, wanted = sys.argv[1], int(sys.argv[2])
+import sys, time
+from taskstash.store import Index
+index, wanted = Index(sys.argv[1]), int(sys.argv[2])
 seen = set()
 print("polling", flush=True)
 deadline = time.monotonic() + 100
 while time.monotonic() < deadline:
-    try:
-        with sqlite3.connect(path, timeout=30) as conn:
-            (count,) = conn.execute("SELECT count(*) FROM records").fetchone()
-    except sqlite3.OperationalError:
-        count = 0  # the index is not created yet
+    (count,) = index.connection().execute("SELECT count(*) FROM records").fetchone()
     seen.add(count)
     if count >= wanted:
         break

@@ -1,4 +1,4 @@
-"""The one command: `python -m benches.harness [--smoke] [--out DIRECTORY] [--only s3|runners]`."""
+"""The one command: `python -m benches.harness [--smoke] [--out DIR] [--only NAME]`."""
 
 from __future__ import annotations
 
@@ -15,7 +15,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from . import cases, hashing, imports, machine, peers, report, runners, s3, scale, stampede
+from . import (
+    cases,
+    hashing,
+    imports,
+    machine,
+    peers,
+    postgres,
+    report,
+    runners,
+    s3,
+    scale,
+    stampede,
+)
 from .chart import available as chart_available
 from .chart import write_chart
 from .plan import FULL, SMOKE, Plan
@@ -40,9 +52,10 @@ def _arguments(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument(
         "--only",
-        choices=["s3", "runners"],
+        choices=["s3", "runners", "postgres"],
         help="run one benchmark and print its table: s3 (a cache on a loopback S3 server, "
-        "from two machines), runners (mapped calls on a Dask LocalCluster and a thread pool)",
+        "from two machines), runners (mapped calls on a Dask LocalCluster and a thread pool), "
+        "postgres (the index on a loopback PostgreSQL beside SQLite)",
     )
     parser.add_argument(
         "--report-only",
@@ -110,6 +123,8 @@ def _only(benchmark: str, plan: Plan) -> str:
     try:
         if benchmark == "s3":
             return s3.render(_step("s3", lambda: s3.run_s3(plan, scratch)))
+        if benchmark == "postgres":
+            return postgres.render(_step("postgres", lambda: postgres.run_postgres(plan, scratch)))
         timings = _step("task runners", lambda: runners.run_runners(plan, scratch))
         return f"{plan.runner_tasks:,} mapped calls; {runners.SETUP}\n\n{runners.render(timings)}"
     finally:

@@ -44,7 +44,7 @@ from taskstash.store import (
     rebuild_index,
     resolve_storage,
 )
-from taskstash.store.database import index_location
+from taskstash.store.database import index_location, redact
 from taskstash.store.eviction import Removed
 from taskstash.store.index import COLUMNS
 from taskstash.store.rebuild import Adopted, adopt_records
@@ -110,8 +110,8 @@ class Cache(ResultsByKey):
 
     @property
     def path(self) -> str:
-        """The index file."""
-        return self._path
+        """The index: its file, or its URL without the password."""
+        return redact(self._path)
 
     def _rows(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
         rows: list[tuple[object, ...]] = (
@@ -468,4 +468,4 @@ class Cache(ResultsByKey):
             known = {str(row[0]) for row in self._rows("SELECT DISTINCT storage FROM records")}
         except CorruptIndexError:
             known = set()
-        return rebuild_index(self.path, *storages_of(self.storage, known))
+        return rebuild_index(self._path, *storages_of(self.storage, known))

@@ -320,7 +320,6 @@ class Inputs(CachePolicy):
             return self
         return dataclasses.replace(self, exclude=(*self.exclude, argument))
 
-
     def pieces(self, inputs: dict[str, Any]) -> dict[str, str]:
         """`inputs:<argument>` -> key of each argument this policy keys."""
         found: dict[str, str] = {}
@@ -332,6 +331,7 @@ class Inputs(CachePolicy):
             except HashingError:
                 continue  # such a call is not cached: nothing to keep
         return found
+
 
 @dataclass(frozen=True)
 class TaskSource(CachePolicy):

@@ -137,13 +137,14 @@ def index_lock_manager(store: Store) -> LockManager:
 
     On PostgreSQL, the one that serialises every machine using the index.
     """
-    manager = _default_lock_managers.get(store.index.path)
+    url = store.index.url
+    manager = _default_lock_managers.get(url)
     if manager is None:
-        if is_url(store.index.path):
+        if is_url(url):
             from taskstash.postgres_locks import PostgresLockManager
 
-            manager = PostgresLockManager(store.index.path)
+            manager = PostgresLockManager(url)
         else:
-            manager = SQLiteLockManager(store.index.path)
-        _default_lock_managers[store.index.path] = manager
+            manager = SQLiteLockManager(url)
+        _default_lock_managers[url] = manager
     return manager

@@ -17,6 +17,10 @@ Every manager keeps one contract:
   (True once the key is free, False on timeout).
 - `aacquire_lock` and `await_for_lock` are the same for `async def` code, without blocking the
   event loop.
+- `fence(key, holder)` is what the holder's result is recorded with (see
+  `taskstash.store.fences`): a holder whose lease ran out and whose key someone took since does
+  not store over the newer result. The managers that keep locks in the index fence; the memory
+  manager does not (None).
 
 `MemoryLockManager` serialises threads of one process (there is one per process).
 `SQLiteLockManager` serialises processes on one machine through a table of the cache index; a
@@ -36,6 +40,7 @@ from pathlib import Path
 
 from taskstash.store import Index
 from taskstash.store.database import Connection
+from taskstash.store.fences import Fence
 
 __all__ = ["LockManager", "MemoryLockManager", "SQLiteLockManager"]
 
@@ -46,7 +51,14 @@ _POLL_MAX = 0.05
 
 
 class LockManager(ABC):
-    """The contract every lock manager keeps (see the module's documentation)."""
+    """The contract every lock manager keeps (see the module's documentation).
+
+    Attributes:
+        hold_timeout: The lease of a taking that names none (a SERIALIZABLE task's, which takes
+            its key's lock with the manager's defaults); None keeps it until released.
+    """
+
+    hold_timeout: float | None = None
 
     @abstractmethod
     def _try_acquire(self, key: str, holder: str, hold_timeout: float | None) -> bool:
@@ -68,6 +80,10 @@ class LockManager(ABC):
     def is_lock_holder(self, key: str, holder: str) -> bool:
         """Whether `holder` holds a live lock on `key`."""
 
+    def fence(self, key: str, holder: str) -> Fence | None:
+        """The fence of `holder`'s taking of `key`, just taken; None if this manager has none."""
+        return None
+
     def acquire_lock(
         self,
         key: str,
@@ -81,13 +97,15 @@ class LockManager(ABC):
             key: What to lock (a cache key).
             holder: Who takes it; the same holder may take it again.
             acquire_timeout: Seconds to wait; None waits as long as it takes, 0 does not wait.
-            hold_timeout: The lease: seconds after which the lock frees itself; None keeps it
-                until released (or, for SQLiteLockManager, until the holder's process is gone).
+            hold_timeout: The lease: seconds after which the lock frees itself; None takes the
+                manager's `hold_timeout`, which if None keeps it until released (or until the
+                holder's process or connection is gone).
 
         Returns:
             Whether `holder` holds the lock.
         """
         deadline = None if acquire_timeout is None else time.monotonic() + acquire_timeout
+        hold_timeout = self.hold_timeout if hold_timeout is None else hold_timeout
         pause = _POLL_FIRST
         while not self._try_acquire(key, holder, hold_timeout):
             if not self._pause(deadline, pause):
@@ -116,6 +134,7 @@ class LockManager(ABC):
         import asyncio  # here, not at the top: it costs 13 ms of `import taskstash`
 
         deadline = None if acquire_timeout is None else time.monotonic() + acquire_timeout
+        hold_timeout = self.hold_timeout if hold_timeout is None else hold_timeout
         pause = _POLL_FIRST
         while not self._try_acquire(key, holder, hold_timeout):
             if deadline is not None and time.monotonic() >= deadline:
@@ -280,6 +299,23 @@ def _alive(holder: _Holder) -> bool:
 _HOST = os.uname().nodename
 
 
+@dataclass(frozen=True)
+class _HolderFence:
+    """The fence of a SQLite lock: the lock row still names its holder."""
+
+    locks: Index
+    key: str
+    holder: str
+
+    def holds(self, index: Index, conn: Connection) -> bool:
+        if index.url != self.locks.url:
+            conn = self.locks.connection()  # locks kept in another index file
+        row = conn.execute(
+            "SELECT 1 FROM locks WHERE key = ? AND holder = ?", (self.key, self.holder)
+        ).fetchone()
+        return row is not None
+
+
 class SQLiteLockManager(LockManager):
     """Locks for processes on one machine, kept in the `locks` table of a cache index.
 
@@ -289,16 +325,20 @@ class SQLiteLockManager(LockManager):
 
     Args:
         index_path: The index file (the one the records live in).
+        hold_timeout: The lease of takings that name none (see `LockManager`).
     """
 
-    def __init__(self, index_path: str | os.PathLike[str]) -> None:
+    def __init__(
+        self, index_path: str | os.PathLike[str], hold_timeout: float | None = None
+    ) -> None:
         self.index = Index(Path(index_path))
+        self.hold_timeout = hold_timeout
         self._me: _Holder | None = None
         self._me_pid = -1
 
-    def __reduce__(self) -> tuple[type[SQLiteLockManager], tuple[str]]:
+    def __reduce__(self) -> tuple[type[SQLiteLockManager], tuple[str, float | None]]:
         # By its path: the locks live in the file, which every process opens for itself.
-        return (SQLiteLockManager, (self.index.path,))
+        return (SQLiteLockManager, (self.index.url, self.hold_timeout))
 
     def _myself(self) -> _Holder:
         pid = os.getpid()
@@ -354,6 +394,14 @@ class SQLiteLockManager(LockManager):
     def is_locked(self, key: str) -> bool:  # noqa: D102
         lock = self._current(self.index.connection(), key)
         return lock is not None and not self._abandoned(lock)
+
+    def fence(self, key: str, holder: str) -> Fence:
+        """A fence that holds while the lock row is still `holder`'s.
+
+        Holders are unique to a taking (a task run's), so the row is someone else's, or gone,
+        once another holder has taken the key: the row itself is the token.
+        """
+        return _HolderFence(self.index, key, holder)
 
     def is_lock_holder(self, key: str, holder: str) -> bool:  # noqa: D102
         lock = self._current(self.index.connection(), key)

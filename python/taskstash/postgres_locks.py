@@ -15,11 +15,13 @@ bears (`holds_token`).
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import Final
 
 from taskstash.locking import LockManager
 from taskstash.store import Index
 from taskstash.store.database import Connection
+from taskstash.store.fences import Fence
 
 __all__ = ["PostgresLockManager"]
 
@@ -48,14 +50,19 @@ class PostgresLockManager(LockManager):
 
     Args:
         index_url: The index's `postgresql://` URL.
+        hold_timeout: The lease of takings that name none (see `LockManager`).
     """
 
-    def __init__(self, index_url: str) -> None:
+    def __init__(self, index_url: str, hold_timeout: float | None = None) -> None:
         self.index = Index(index_url)
+        self.hold_timeout = hold_timeout
+        # The token of each taking by this process, until `fence` or `release_lock` takes it
+        # (keys and holders are unique to a taking: no two threads share an entry).
+        self._tokens: dict[tuple[str, str], int] = {}
 
-    def __reduce__(self) -> tuple[type[PostgresLockManager], tuple[str]]:
+    def __reduce__(self) -> tuple[type[PostgresLockManager], tuple[str, float | None]]:
         # By its URL: every process connects for itself.
-        return (PostgresLockManager, (self.index.path,))
+        return (PostgresLockManager, (self.index.url, self.hold_timeout))
 
     def _current(self, conn: Connection, key: str) -> tuple[str, bool] | None:
         row = conn.execute(f"SELECT holder, {_LIVE} FROM locks WHERE key = ?", (key,)).fetchone()
@@ -67,7 +74,8 @@ class PostgresLockManager(LockManager):
             lock = self._current(conn, key)
             if lock is not None and lock[0] != holder and lock[1]:
                 return False
-            conn.execute(_TAKE, (key, holder, _HOST, os.getpid(), hold_timeout))
+            taken = conn.execute(_TAKE, (key, holder, _HOST, os.getpid(), hold_timeout))
+            self._tokens[key, holder] = int(taken.fetchone()[0])
             return True
 
     def token(self, key: str, holder: str) -> int | None:
@@ -82,17 +90,27 @@ class PostgresLockManager(LockManager):
         return None if row is None else int(row[0])
 
     def holds_token(self, conn: Connection, key: str, token: int) -> bool:
-        """Whether the lock taken with `token` is still the live lock on `key`.
+        """Whether nobody has taken `key` since the taking that got `token`.
 
-        Meant for the write transaction of the holder's result: false once its lease ran out
-        and another holder took the key (the token changed) or finished (the row is gone).
+        Meant for the write transaction of the holder's result: false once another holder
+        took the key (the token changed) or took it and finished (the row is gone). A lease
+        that ran out with nobody taking the key since still holds: storing then replaces no
+        newer result, and a taker that comes after finds the stored one.
         """
         row = conn.execute(
-            f"SELECT 1 FROM locks WHERE key = ? AND token = ? AND {_LIVE}", (key, token)
+            "SELECT 1 FROM locks WHERE key = ? AND token = ?", (key, token)
         ).fetchone()
         return row is not None
 
+    def fence(self, key: str, holder: str) -> Fence | None:
+        """The fence of `holder`'s taking of `key` (its token); None if it holds no lock."""
+        token = self._tokens.pop((key, holder), None)
+        if token is None:
+            token = self.token(key, holder)
+        return None if token is None else _TokenFence(self, key, token)
+
     def release_lock(self, key: str, holder: str) -> None:  # noqa: D102
+        self._tokens.pop((key, holder), None)
         with self.index.transaction() as conn:
             cursor = conn.execute(
                 f"DELETE FROM locks WHERE key = ? AND holder = ? AND {_LIVE} RETURNING key",
@@ -110,3 +128,17 @@ class PostgresLockManager(LockManager):
     def is_lock_holder(self, key: str, holder: str) -> bool:  # noqa: D102
         lock = self._current(self.index.connection(), key)
         return lock is not None and lock[0] == holder and lock[1]
+
+
+@dataclass(frozen=True)
+class _TokenFence:
+    """The fence of a PostgreSQL lock: its fencing token is still the lock's."""
+
+    manager: PostgresLockManager
+    key: str
+    token: int
+
+    def holds(self, index: Index, conn: Connection) -> bool:
+        if index.url != self.manager.index.url:
+            conn = self.manager.index.connection()  # locks kept in another database
+        return self.manager.holds_token(conn, self.key, self.token)

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from taskstash.locking import LockManager
 from taskstash.store import Record, Staged, Store, default_location, load_value, resolve_serializer
+from taskstash.store.fences import Fence
 
 if TYPE_CHECKING:
     from taskstash.cache import Cache
@@ -145,6 +146,7 @@ class Transaction:
     """
 
     __slots__ = (
+        "_fence",
         "_lock",
         "_locked_keys",
         "_parent",
@@ -194,6 +196,7 @@ class Transaction:
         self._parent: Transaction | None = None
         self._record: tuple[Store, Staged] | None = None
         self._lock: tuple[LockManager, str, str] | None = None
+        self._fence: Fence | None = None
         self._locked_keys: builtins.set[str] = builtins.set()  # `set` is a method here
         self.on_write_error: Callable[[Exception], None] | None = None
         """Reports a record that could not be written (else a warning names the key)."""
@@ -310,8 +313,12 @@ class Transaction:
         self._record = (store, staged)
 
     def hold_lock(self, manager: LockManager, key: str, holder: str) -> None:
-        """Keeps a SERIALIZABLE lock until this transaction commits or rolls back."""
+        """Keeps a SERIALIZABLE lock, just taken, until this transaction commits or rolls back.
+
+        Its fence goes with the records committed under it (see `taskstash.store.fences`).
+        """
         self._lock = (manager, key, holder)
+        self._fence = manager.fence(key, holder)
         self._root()._locked_keys.add(key)
 
     def locks(self, key: str) -> bool:
@@ -426,7 +433,7 @@ class Transaction:
             return True
         store, staged = self._record
         try:
-            store.commit((staged,))
+            store.commit((staged,), _fences([self]))
         except Exception as exc:
             if self.on_write_error is not None:
                 self.on_write_error(exc)
@@ -489,10 +496,13 @@ class Transaction:
         if lock is None:
             return
         self._lock = None
+        self._fence = None
         manager, key, holder = lock
         self._root()._locked_keys.discard(key)
         try:
             manager.release_lock(key, holder)
+        except ValueError as exc:  # its lease ran out: someone may hold the key now
+            self.logger.debug("the lock on %s was no longer held (%s)", key, exc)
         except Exception as exc:  # the lock's lease frees it; waiters are delayed, not blocked
             self.logger.warning("could not release the lock on %s (%s)", key, exc)
 
@@ -546,7 +556,7 @@ class _Batch:
         failed: Exception | None = None
         for store, records in by_store.values():
             try:
-                store.commit([staged for _, staged in records.values()])
+                store.commit([staged for _, staged in records.values()], _fences(self.members))
             except Exception as exc:
                 failed = exc
                 break
@@ -578,6 +588,11 @@ class _Batch:
                 )
             member.state = TransactionState.ACTIVE  # committed in vain: roll it back
             member.rollback()
+
+
+def _fences(members: list[Transaction]) -> dict[str, Fence]:
+    """The fences of the locks the members hold, by key, for the commit of their records."""
+    return {m._fence.key: m._fence for m in members if m._fence is not None}
 
 
 def _run_coroutine(coroutine: Coroutine[Any, Any, object]) -> None:

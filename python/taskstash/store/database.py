@@ -16,6 +16,7 @@ An index is named by a location: a file path, `sqlite:///path`, or a
 from __future__ import annotations
 
 import os
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
@@ -28,6 +29,7 @@ __all__ = [
     "index_location",
     "is_url",
     "open_database",
+    "redact",
 ]
 
 _POSTGRES_SCHEMES = ("postgresql://", "postgres://")
@@ -131,6 +133,11 @@ class IndexDatabase(ABC):
 def is_url(name: str) -> bool:
     """Whether an index name is a PostgreSQL URL (rather than a file)."""
     return name.startswith(_POSTGRES_SCHEMES)
+
+
+def redact(location: str) -> str:
+    """An index's location as messages show it: a URL without its password, a path as is."""
+    return re.sub(r"^([a-z]+://[^:/@]*):[^@/]*@", r"\1@", location)
 
 
 def index_location(name: str | os.PathLike[str]) -> str:

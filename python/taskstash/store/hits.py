@@ -85,6 +85,10 @@ class HitCounter:
                 return
             try:
                 with self.index.transaction() as conn:
+                    # Under the keys' locks, taken in the order every writer takes them: on
+                    # PostgreSQL, updating rows that a save or delete of another connection is
+                    # writing, in another order, would deadlock.
+                    self.index.lock_keys(conn, hits)
                     Index.add_hits(conn, ((int(c), t, k) for k, (c, t) in hits.items()))
             except BaseException:
                 with self._lock:

@@ -25,7 +25,7 @@ from taskstash.store.schema import MIGRATIONS, SCHEMA_VERSION
 
 if TYPE_CHECKING:
     from taskstash.store.base import ResultStorage
-from taskstash.store.database import Connection, index_location, open_database
+from taskstash.store.database import Connection, index_location, open_database, redact
 from taskstash.store.sqlite import connect, transaction, user_version
 
 __all__ = [
@@ -202,7 +202,9 @@ class Index:
     new, sound file.
 
     Attributes:
-        path: The index's canonical location (see `index_location`): a file path or a URL.
+        path: What messages name the index by: its file path, or its URL without the password.
+        url: The index's canonical location (see `index_location`): a file path or a URL, with
+            the password if it has one (for opening connections, never for messages).
         database: The database it lives in.
 
     Raises:
@@ -212,8 +214,9 @@ class Index:
     """
 
     def __init__(self, location: str | os.PathLike[str]) -> None:
-        self.path = index_location(location)
-        self.database = open_database(self.path)
+        self.url = index_location(location)
+        self.path = redact(self.url)
+        self.database = open_database(self.url)
 
     def connection(self) -> Connection:
         """This thread's connection, opened (and the schema migrated) on first use."""

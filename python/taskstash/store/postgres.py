@@ -22,7 +22,6 @@ from __future__ import annotations
 import atexit
 import logging
 import os
-import re
 import threading
 import weakref
 from collections.abc import Iterable, Iterator, Sequence
@@ -34,11 +33,11 @@ from psycopg.adapt import Loader
 from psycopg.pq import TransactionStatus
 
 from taskstash.exceptions import IndexTooNewError, IndexUnreachableError
-from taskstash.store.database import IndexDatabase
+from taskstash.store.database import IndexDatabase, redact
 from taskstash.store.pg_schema import BASELINE, LOCK_CLASS, MIGRATIONS, create_baseline
 from taskstash.store.schema import SCHEMA_VERSION
 
-__all__ = ["CONNECT_TIMEOUT_SECONDS", "PostgresConnection", "PostgresDatabase", "redact"]
+__all__ = ["CONNECT_TIMEOUT_SECONDS", "PostgresConnection", "PostgresDatabase"]
 
 CONNECT_TIMEOUT_SECONDS: Final = 5
 """How long opening a connection may take before the index counts as unreachable."""
@@ -69,11 +68,6 @@ class _Number(Loader):
             return int(text)
         except ValueError:
             return float(text)
-
-
-def redact(url: str) -> str:
-    """The URL without its password, for messages and logs."""
-    return re.sub(r"^([a-z]+://[^:/@]*):[^@/]*@", r"\1@", url)
 
 
 class PostgresConnection:

@@ -47,5 +47,5 @@ def open_store(index_path: str | os.PathLike[str], signing_key: bytes | None = N
 def stores_of(index_path: str) -> list[Store]:
     """The stores of this process open on the index file `index_path`."""
     wanted = index_location(index_path)
-    found = {id(s): s for s in list(_STORES.values()) if s.path == wanted}
+    found = {id(s): s for s in list(_STORES.values()) if s.url == wanted}
     return list(found.values())

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Final
@@ -28,6 +28,7 @@ from taskstash.store.adoption import Absent, Adoption
 from taskstash.store.base import StagedFile, trust, write_all
 from taskstash.store.database import Connection
 from taskstash.store.eviction import Removed, delete_records, evict_over, unlink_result
+from taskstash.store.fences import Fence
 from taskstash.store.hits import HIT_FLUSH_COUNT, HIT_FLUSH_SECONDS, HitCounter
 from taskstash.store.index import Index, Record, read_file_record
 from taskstash.store.mapped import VerifiedFiles
@@ -89,6 +90,8 @@ class Store(ResultReads, Adoption, HitCounter):
             with it; None to neither sign nor require signatures.
 
     Attributes:
+        path: The index as messages name it (a URL without its password).
+        url: The index's location, with the password if it has one (see `Index`).
         large_result_bytes: Result files larger than this are handed out by `fetch` as files
             (`LARGE_RESULT_BYTES` unless changed on the instance).
 
@@ -102,6 +105,7 @@ class Store(ResultReads, Adoption, HitCounter):
     ) -> None:
         self.index = Index(os.path.expanduser(os.fspath(index_path)))
         self.path = self.index.path
+        self.url = self.index.url
         self.signing_key = signing_key
         self.max_bytes: int | None = None
         """The most the index may hold (`TASKSTASH_MAX_SIZE`); each save evicts least recently
@@ -291,7 +295,9 @@ class Store(ResultReads, Adoption, HitCounter):
         record = Record.from_header(header, storage.url, location, size)
         return Staged(record, storage, file, copy.payload())
 
-    def commit(self, staged: Sequence[Staged]) -> list[Record]:
+    def commit(
+        self, staged: Sequence[Staged], fences: Mapping[str, Fence] | None = None
+    ) -> list[Record]:
         """Puts staged files in place and records them, all in one write transaction.
 
         Under the index's write lock, each file is renamed to its location and its row
@@ -301,11 +307,17 @@ class Store(ResultReads, Adoption, HitCounter):
         place, unless the key's old row pointed at its location, or the index is damaged:
         `rebuild_index` adopts the file). A later record of a key replaces an earlier one.
 
+        A record whose key has a fence that no longer holds (its lock's lease ran out and
+        someone took the key since) is discarded with a warning, inside the same transaction:
+        the newer holder's record stays.
+
         Args:
             staged: Records from `stage_value`, of this store; each is committed at most once.
+            fences: The fences of the SERIALIZABLE locks the records were computed under, by
+                key.
 
         Returns:
-            The new records, in the order given.
+            The new records, in the order given, without the ones fenced out.
 
         Raises:
             OSError: A staged file could not be put in place.
@@ -319,10 +331,15 @@ class Store(ResultReads, Adoption, HitCounter):
             # be in the index first, or a record hit a moment ago would look unused.
             self._flush_quietly()
         placed: list[tuple[Staged, tuple[str, str] | None]] = []
+        fenced: list[Staged] = []
         try:
             with self.index.transaction() as conn:
                 self.index.lock_keys(conn, [each.record.key for each in staged])
                 for each in staged:
+                    fence = None if fences is None else fences.get(each.record.key)
+                    if fence is not None and not fence.holds(self.index, conn):
+                        fenced.append(each)
+                        continue
                     old = conn.execute(SELECT_WHERE, (each.record.key,)).fetchone()
                     each.file.publish()
                     placed.append((each, old))
@@ -335,30 +352,37 @@ class Store(ResultReads, Adoption, HitCounter):
                     )
                 )
         except CorruptIndexError:
-            for each in staged[len(placed) :]:
-                each.file.discard()
+            _discard_unplaced(staged, placed)
             raise  # the placed files are valid results, which rebuild_index will adopt
         except BaseException:
             for each, old in placed:
                 where = (each.storage.url, each.record.location)
                 if old is None or tuple(old) != where:
                     _delete_quietly(each.storage, each.record.location)
-            for each in staged[len(placed) :]:
-                each.file.discard()
+            _discard_unplaced(staged, placed)
             raise
-        for each in staged:
+        for each in fenced:
+            each.file.discard()
+            _log.warning(
+                "the result of %s for key %s was not stored: its lock's lease ran out and "
+                "another caller took the key since (a longer hold_timeout avoids this)",
+                each.record.task_name,
+                each.record.key,
+            )
+        written = [each for each, _ in placed]
+        for each in written:
             record = each.record
             self._forget(record.key)  # its hits and payload were the replaced record's
             self._warned.discard((record.storage, record.location))
             self.absent.discard((record.storage, record.location))
         for key, _ in evicted:
             self._forget(key)
-        for each in staged:
+        for each in written:
             if each.payload is not None:
                 record = each.record
                 payload = (each.payload, record.serializer, record.expires_at)
                 self.memory.put(record.key, payload, record.expires_at, len(each.payload))
-        return [each.record for each in staged]
+        return [each.record for each in written]
 
     def discard(self, staged: Iterable[Staged]) -> None:
         """Throws staged records away: their files are removed, nothing else was written."""
@@ -442,6 +466,16 @@ def _present(storage: ResultStorage, location: str, key: str) -> Record | None:
 
 
 _PRESENT_READS: Final = 3
+
+
+def _discard_unplaced(
+    staged: Sequence[Staged], placed: list[tuple[Staged, tuple[str, str] | None]]
+) -> None:
+    """Removes the staged files not yet put in place (fenced out ones included)."""
+    done = {id(each) for each, _ in placed}
+    for each in staged:
+        if id(each) not in done:
+            each.file.discard()
 
 
 def _delete_quietly(storage: ResultStorage, location: str) -> None:
