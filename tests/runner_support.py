@@ -111,3 +111,16 @@ def counted(x: int, log: str) -> int:
 def in_bucket(x: int) -> tuple[int, int]:
     """`x * 2` and the id of the process that computed it, the record stored in a bucket."""
     return x * 2, os.getpid()
+
+
+@task(persist_result=True)  # DEFAULT: keyed by the flow run too
+def in_run(x: int) -> int:
+    return x + 1
+
+
+def run_of_this_process(x: int) -> tuple[str | None, int]:
+    """The flow run a process finds itself in, and a call of `in_run` made there."""
+    from taskstash.context import current_flow_run
+
+    run = current_flow_run()
+    return (None if run is None else str(run.id)), in_run(x)

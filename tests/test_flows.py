@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from taskstash import Completed, Failed, flow, task
+from taskstash import Completed, Failed, State, flow, task
 from taskstash.cache_policies import FLOW_PARAMETERS, INPUTS
 from taskstash.context import current_flow_run
 from taskstash.log import DATE_FORMAT, FORMAT
@@ -182,3 +184,32 @@ def test_outside_a_sync_flow_an_async_task_is_awaited_as_usual() -> None:
 
     assert asyncio.run(double(2)) == 4
     assert asyncio.run(pipeline(5)) == 10
+
+
+def test_a_spawned_process_the_flow_starts_belongs_to_its_run(taskstash_home: Path) -> None:
+    import multiprocessing
+
+    from runner_support import in_run, run_of_this_process
+
+    @flow
+    def pipeline() -> tuple[str, tuple[str | None, int], State[int]]:
+        run = current_flow_run()
+        assert run is not None
+        with multiprocessing.get_context("spawn").Pool(1) as pool:
+            child = pool.apply(run_of_this_process, (1,))
+        return str(run.id), child, in_run(1, return_state=True)
+
+    run_id, (child_run, value), state = pipeline()
+    assert child_run == run_id  # the spawned process ran inside the flow's run
+    assert value == 2
+    assert state.is_completed()
+    assert state.name == "Cached"  # keyed by the same run: a hit
+    assert "TASKSTASH_FLOW_RUN" not in os.environ  # handed down only while the run lasts
+
+
+def test_a_run_that_json_cannot_carry_is_not_handed_down() -> None:
+    from taskstash.context import FlowRun, _encoded
+
+    assert _encoded(FlowRun("f", "n", {"x": 1})) is not None
+    assert _encoded(FlowRun("f", "n", {"x": (1, 2)})) is None  # a tuple would come back a list
+    assert _encoded(FlowRun("f", "n", {"x": object()})) is None

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import os
 import threading
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from functools import cached_property
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Final
 
 from taskstash.names import task_run_name
 
@@ -133,6 +135,11 @@ def current_flow_run() -> FlowRun | None:
 def _only_run_in_progress() -> FlowRun | None:
     with _in_progress_lock:
         entries = list(_in_progress.values())
+    return _unambiguous(entries)
+
+
+def _unambiguous(entries: list[_InProgress]) -> FlowRun | None:
+    """The one run in progress, or the innermost of nested ones; None if side by side."""
     ids = {entry.run.id for entry in entries}
     parents = [entry.parent for entry in entries if entry.parent in ids]
     if len(entries) - len(parents) != 1 or len(set(parents)) != len(parents):
@@ -158,6 +165,7 @@ def inside_flow_run(run: FlowRun) -> Iterator[FlowRun]:
             _in_progress[run.id] = _InProgress(run, parent_id, 1)
         else:
             entry.blocks += 1  # the same run, entered again (calls of it on a Dask worker)
+        _hand_down()
     token = _flow_run.set(run)
     try:
         yield run
@@ -168,6 +176,49 @@ def inside_flow_run(run: FlowRun) -> Iterator[FlowRun]:
             entry.blocks -= 1
             if not entry.blocks:
                 del _in_progress[run.id]
+            _hand_down()
+
+
+# The run in progress, handed down to the processes this one starts. A forked child inherits
+# `_in_progress` itself; a spawned one (multiprocessing's "spawn", a `subprocess` running Python)
+# starts afresh and reads its environment instead. JSON, never pickle: whatever the environment
+# holds is not trusted to run code.
+_HANDED_DOWN: Final = "TASKSTASH_FLOW_RUN"
+
+
+def _hand_down() -> None:
+    """Publishes the run in progress (called with `_in_progress_lock` held)."""
+    text = _encoded(_unambiguous(list(_in_progress.values())))
+    if text is None:
+        os.environ.pop(_HANDED_DOWN, None)
+    else:
+        os.environ[_HANDED_DOWN] = text
+
+
+def _encoded(run: FlowRun | None) -> str | None:
+    """`run` as JSON, or None if it is none or JSON would not give back exactly its fields."""
+    if run is None:
+        return None
+    data = {f.name: getattr(run, f.name) for f in fields(run)}
+    data["id"] = str(run.id)
+    try:
+        text = json.dumps(data, sort_keys=True)
+    except (TypeError, ValueError):
+        return None
+    return text if json.loads(text) == data else None  # tuples, non-str keys: not exact
+
+
+def _adopt_handed_down() -> None:
+    """Joins the run the process that started this one was in, if it handed one down."""
+    text = os.environ.get(_HANDED_DOWN)
+    if not text:
+        return
+    try:
+        data = json.loads(text)
+        run = FlowRun(**{**data, "id": uuid.UUID(data["id"])})
+    except (ValueError, TypeError, KeyError):
+        return  # not a run this taskstash wrote: ignored
+    _in_progress[run.id] = _InProgress(run, None, 1)  # this process runs inside it throughout
 
 
 # The SERIALIZABLE locks held by the task runs this code runs inside (key -> task run name). A
@@ -190,3 +241,6 @@ def holding_lock(key: str, task_run_name: str) -> Iterator[None]:
         yield
     finally:
         _held_locks.reset(token)
+
+
+_adopt_handed_down()
