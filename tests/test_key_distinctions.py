@@ -42,6 +42,7 @@ class Distinctions(NamedTuple):
     equal: list[Pair]
 
 
+PATHS = Path(__file__).parent / "data" / "paths"  # two small files, the same in every process
 NEW_YORK = ZoneInfo("America/New_York")
 PANAMA = ZoneInfo("America/Panama")  # the same offset and abbreviation as New York in January
 JANUARY = datetime.datetime(2024, 1, 15, 12)
@@ -421,10 +422,19 @@ DISTINCTIONS: dict[str, Distinctions] = {
         different=[(uuid.UUID(int=1), uuid.UUID(int=2))],
         equal=[(uuid.UUID(int=1), uuid.UUID("00000000-0000-0000-0000-000000000001"))],
     ),
+    "pathlib.Path": Distinctions(
+        different=[
+            (PATHS / "a.txt", PATHS / "b.txt"),
+            (PATHS / "a.txt", pathlib.PurePosixPath(PATHS / "a.txt")),  # content vs name only
+            (PATHS, PATHS / "a.txt"),
+            (PATHS / "missing.txt", PATHS / "a.txt"),
+        ],
+        equal=[(PATHS / "a.txt", Path(str(PATHS / "a.txt")))],
+    ),
     "pathlib.PurePath": Distinctions(
         different=[
             (pathlib.PurePosixPath("a/b"), pathlib.PureWindowsPath("a/b")),
-            (pathlib.PurePosixPath("/a"), pathlib.Path("/a")),
+            (pathlib.PurePosixPath("/no/such/file"), pathlib.Path("/no/such/file")),
         ],
         equal=[(pathlib.PurePosixPath("/a/b"), pathlib.PurePosixPath("/a//b"))],
     ),

@@ -20,6 +20,7 @@ from collections import OrderedDict, defaultdict
 from collections.abc import Callable
 from typing import Any
 
+from taskstash.hashing._files import path_reduction
 from taskstash.hashing._types import Handler, Kind, Reduction, library_type, subclass_of
 
 __all__ = ["KINDS", "pickle_reduction_handler"]
@@ -106,6 +107,11 @@ def _path(cls: type, name: str) -> Handler:
     # The type name tells the flavours apart: PurePosixPath('a/b') and PureWindowsPath('a/b')
     # print alike but split, compare and join differently.
     return lambda path: (name, str(path))
+
+
+def _file_path(cls: type, name: str) -> Handler:
+    # A concrete path names something on disk: its content is what the function reads.
+    return lambda path: (name, path_reduction(path))
 
 
 def _is_namedtuple(cls: type) -> bool:
@@ -205,6 +211,7 @@ KINDS: tuple[Kind, ...] = (
     Kind("datetime.timedelta", subclass_of(datetime.timedelta), _timedelta),
     Kind("decimal.Decimal", subclass_of(decimal.Decimal), _decimal),
     Kind("uuid.UUID", subclass_of(uuid.UUID), _uuid),
+    Kind("pathlib.Path", subclass_of(pathlib.Path), _file_path),
     Kind("pathlib.PurePath", subclass_of(pathlib.PurePath), _path),
     Kind("namedtuple", _is_namedtuple, _namedtuple),
     Kind("collections.OrderedDict", subclass_of(OrderedDict), _ordered_dict),
