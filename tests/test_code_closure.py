@@ -179,3 +179,42 @@ def test_the_narrower_policy_keys_the_function_only(tmp_path: Path) -> None:
     assert any(name.endswith(".helper") for name in follows_record.components)
     assert not any(name.startswith("task_source:") for name in narrow_record.components)
     assert "hit" in str(explain(follows, 1))
+
+
+CONSTANTS = """
+LIMIT = 5
+"""
+
+UNRELATED = """
+def unused():
+    return "not called by the task"
+"""
+
+STEPS = """
+import sys
+import unrelated
+from constants import LIMIT
+from taskstash import task
+from taskstash.cache_policies import INPUTS, TASK_SOURCE
+
+@task(cache_policy=INPUTS + TASK_SOURCE)
+def capped(x):
+    print("computed", flush=True)
+    return min(x, LIMIT)
+
+if __name__ == "__main__":
+    print(capped(int(sys.argv[1])))
+"""
+
+
+def test_a_constants_module_counts_and_an_unrelated_module_does_not(tmp_path: Path) -> None:
+    root = tmp_path / "project"
+    root.mkdir()
+    (root / "constants.py").write_text(textwrap.dedent(CONSTANTS))
+    (root / "unrelated.py").write_text(textwrap.dedent(UNRELATED))
+    (root / "steps.py").write_text(textwrap.dedent(STEPS))
+    assert run(root, "steps.py", "9") == "computed\n5\n"
+    edit(root / "unrelated.py", "not called by the task", "edited, still not called")
+    assert run(root, "steps.py", "9") == "5\n"  # imported but never reached: a hit
+    edit(root / "constants.py", "LIMIT = 5", "LIMIT = 7")
+    assert run(root, "steps.py", "9") == "computed\n7\n"  # a constant it reads: a miss

@@ -166,10 +166,10 @@ class _Walk:
             return
         if isinstance(value, types.BuiltinFunctionType | types.MethodType):
             return
-        if name is not None and not name.startswith(("builtins.", "typing.")):
-            module = name.rsplit(".", 1)[0]
-            if "<" in name or is_user_module(module):
-                self.found[name] = _value_key(value)
+        if name is not None:
+            # A global of the user's module (or a closed-over value) that is no code: a
+            # constant, keyed by value, wherever it was imported from.
+            self.found[name] = _value_key(value)
 
 
 def _code_names(code: types.CodeType) -> Iterator[str]:
