@@ -139,19 +139,25 @@ def test_report_is_written_with_or_without_matplotlib(
     assert (out / "chart.png").exists() == importable("matplotlib")
 
 
-def test_the_s3_benchmark_counts_the_requests_of_each_operation() -> None:
+def run_alone(benchmark: str, timeout: float = 120) -> str:
+    """The table `python -m benches.harness --only BENCHMARK --smoke` prints; it must succeed."""
     done = subprocess.run(
-        [sys.executable, "-m", "benches.harness", "--only", "s3", "--smoke"],
+        [sys.executable, "-m", "benches.harness", "--only", benchmark, "--smoke"],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
         check=False,
     )
     assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_the_s3_benchmark_counts_the_requests_of_each_operation() -> None:
+    output = run_alone("s3")
     rows = {
         line.split(" | ")[0].lstrip("| "): line.split(" | ")[2].rstrip(" |")
-        for line in done.stdout.splitlines()[2:]
+        for line in output.splitlines()[2:]
     }
     assert rows == {
         "miss (compute, then store in the bucket)": "4 (2 GET, 1 HEAD, 1 PUT)",
@@ -162,16 +168,8 @@ def test_the_s3_benchmark_counts_the_requests_of_each_operation() -> None:
 
 
 def test_the_task_runners_benchmark_runs_alone() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "benches.harness", "--only", "runners", "--smoke"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    runs = [line.split(" | ")[0].lstrip("| ") for line in done.stdout.splitlines()[4:]]
+    output = run_alone("runners")
+    runs = [line.split(" | ")[0].lstrip("| ") for line in output.splitlines()[4:]]
     assert runs == [
         "dask client.map",
         "taskstash DaskTaskRunner, cold",
@@ -185,16 +183,8 @@ def test_the_task_runners_benchmark_runs_alone() -> None:
 def test_the_postgres_benchmark_measures_both_databases_and_judges_the_hit_target(
     postgres_server: object,
 ) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "benches.harness", "--only", "postgres", "--smoke"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    table, verdict = done.stdout.split("\n\n")
+    output = run_alone("postgres", timeout=300)
+    table, verdict = output.split("\n\n")
     header, _, *rows = table.splitlines()
     assert header == "| median per call | SQLite | PostgreSQL |"
     assert len(rows) == 6
