@@ -161,6 +161,27 @@ pub fn unordered(out: &mut KeyHasher, tag: Tag, member_digests: &mut [u128]) {
     }
 }
 
+/// Writes the key of one task call, `hash_key(("task", identity, components), {})`, from
+/// components already hashed: each `(label, key)` pair is a 2-tuple of strings in a list. The
+/// call path uses it to key a call without building the tuple, list and pairs in Python.
+pub fn task_call<'a>(
+    out: &mut KeyHasher,
+    identity: &str,
+    components: impl ExactSizeIterator<Item = (&'a str, &'a str)>,
+) {
+    key_header(out);
+    sized_header(out, Tag::Tuple, 3);
+    text(out, b"task");
+    text(out, identity.as_bytes());
+    sized_header(out, Tag::List, components.len());
+    for (label, key) in components {
+        sized_header(out, Tag::Tuple, 2);
+        text(out, label.as_bytes());
+        text(out, key.as_bytes());
+    }
+    unordered(out, Tag::Dict, &mut []); // no named values
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

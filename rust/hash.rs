@@ -20,7 +20,14 @@ pub fn digest(data: &[u8]) -> u128 {
 /// for `xxh3_128_hexdigest` (xxhash-rust returns `high << 64 | low`, i.e. big-endian order).
 #[must_use]
 pub fn hex(digest: u128) -> String {
-    format!("{digest:032x}")
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut text = [0_u8; 32];
+    for (pair, byte) in text.chunks_exact_mut(2).zip(digest.to_be_bytes()) {
+        pair[0] = DIGITS[usize::from(byte >> 4)];
+        pair[1] = DIGITS[usize::from(byte & 0x0f)];
+    }
+    // Only ASCII hex digits were written.
+    text.iter().map(|&b| char::from(b)).collect()
 }
 
 /// An incremental XXH3-128 hasher whose digest depends only on the concatenation of what was
@@ -29,16 +36,28 @@ pub fn hex(digest: u128) -> String {
 /// Small writes are gathered and hashed in one shot at the end when the total stays small; past
 /// [`GATHER_MAX`] (or on a large write) everything moves to a streaming state, which gives the
 /// same digest by XXH3's definition.
-#[derive(Default)]
 pub struct KeyHasher {
     gathered: Vec<u8>,
     stream: Option<Box<Xxh3Default>>,
 }
 
+/// Room gathered up front: a key's encoding is mostly well under this, and growing the buffer
+/// write by write (8, 16, 32, ... bytes) costs more than hashing it.
+const GATHER_START: usize = 256;
+
+impl Default for KeyHasher {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl KeyHasher {
     #[must_use]
     pub fn new() -> Self {
-        Self::default()
+        Self {
+            gathered: Vec::with_capacity(GATHER_START),
+            stream: None,
+        }
     }
 
     pub fn write(&mut self, data: &[u8]) {

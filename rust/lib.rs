@@ -5,13 +5,18 @@
 //! Python values in `walk`.
 
 pub mod encode;
+mod environ;
 pub mod hash;
+pub mod tally;
 mod walk;
 
 use pyo3::create_exception;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyTuple};
+
+use std::collections::HashMap;
+use std::sync::Mutex;
 
 use crate::hash::KeyHasher;
 use crate::walk::{WalkError, Walker, DETACH_MIN};
@@ -59,6 +64,106 @@ fn hash_key(
     walker.positional(values, &mut out)?;
     walker.named(named, &mut out)?;
     Ok(hash::hex(out.finish()))
+}
+
+/// Keys the calls of one task: the parts of its key that are the same for every call (its
+/// identity, the components of its policy other than the arguments) are kept here, so a call
+/// passes only its arguments. `key(names, values)` equals
+/// `hash_key(("task", identity, [*before, ("inputs", hash_key((), dict(zip(names, values)))),
+/// *after]), {})`.
+#[pyclass(frozen, module = "taskstash._native")]
+struct CallKeyer {
+    identity: String,
+    before: Vec<(String, String)>,
+    after: Vec<(String, String)>,
+}
+
+#[pymethods]
+impl CallKeyer {
+    #[new]
+    fn new(identity: String, before: Vec<(String, String)>, after: Vec<(String, String)>) -> Self {
+        Self {
+            identity,
+            before,
+            after,
+        }
+    }
+
+    fn key(
+        &self,
+        py: Python<'_>,
+        names: &Bound<'_, PyTuple>,
+        values: &Bound<'_, PyTuple>,
+        reducer: &Bound<'_, PyAny>,
+    ) -> PyResult<String> {
+        if names.len() != values.len() {
+            return Err(PyValueError::new_err(format!(
+                "{} names for {} values",
+                names.len(),
+                values.len()
+            )));
+        }
+        let mut arguments = KeyHasher::new();
+        encode::key_header(&mut arguments);
+        encode::sized_header(&mut arguments, encode::Tag::Tuple, 0); // no positional values
+        Walker::new(py, reducer).named_pairs(names, values, &mut arguments)?;
+        let inputs = hash::hex(arguments.finish());
+        let components: Vec<(&str, &str)> = self
+            .before
+            .iter()
+            .map(|(label, key)| (label.as_str(), key.as_str()))
+            .chain(std::iter::once(("inputs", inputs.as_str())))
+            .chain(self.after.iter().map(|(l, k)| (l.as_str(), k.as_str())))
+            .collect();
+        let mut out = KeyHasher::new();
+        encode::task_call(&mut out, &self.identity, components.into_iter());
+        Ok(hash::hex(out.finish()))
+    }
+}
+
+/// Hit counts per key between writes to the index, shared by the threads of a process: one
+/// short lock per hit, no Python objects made.
+#[pyclass(frozen, module = "taskstash._native")]
+struct HitTally {
+    tally: Mutex<tally::Tally>,
+}
+
+impl HitTally {
+    fn locked(&self) -> std::sync::MutexGuard<'_, tally::Tally> {
+        // A panic while holding the lock cannot leave the counts inconsistent: keep using them.
+        self.tally
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+#[pymethods]
+impl HitTally {
+    #[new]
+    fn new() -> Self {
+        Self {
+            tally: Mutex::new(tally::Tally::default()),
+        }
+    }
+
+    /// Counts `count` hits of `key`, the last at `last`; returns whether none were pending.
+    #[pyo3(signature = (key, last, count = 1))]
+    fn add(&self, key: &str, last: f64, count: u64) -> bool {
+        self.locked().add(key, count, last)
+    }
+
+    fn discard(&self, key: &str) {
+        self.locked().discard(key);
+    }
+
+    /// The pending hits as `{key: (count, last)}`, leaving none.
+    fn take(&self) -> HashMap<String, (u64, f64)> {
+        self.locked().take()
+    }
+
+    fn __len__(&self) -> usize {
+        self.locked().len()
+    }
 }
 
 /// Feeds `data` to `write`: `bytes` zero-copy, with the interpreter released when large; any other
@@ -124,7 +229,9 @@ impl Hasher {
 #[pymodule(gil_used = true)]
 mod _native {
     #[pymodule_export]
-    use super::{hash_bytes, hash_key, Hasher, HashingError};
+    use super::{hash_bytes, hash_key, CallKeyer, Hasher, HashingError, HitTally};
+    #[pymodule_export]
+    use crate::environ::EnvironWatch;
 
     use pyo3::prelude::*;
 

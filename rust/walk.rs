@@ -144,7 +144,17 @@ impl<'a, 'py> Walker<'a, 'py> {
 
     /// Named values as a dict; an error path starts at the name.
     pub fn named(&mut self, values: &Bound<'py, PyDict>, out: &mut KeyHasher) -> Walked {
-        self.dict_entries(values, out, ToString::to_string)
+        self.entries(values.iter(), out, ToString::to_string)
+    }
+
+    /// `names[i]: values[i]` as a dict of named values (`named` without building the dict).
+    pub fn named_pairs(
+        &mut self,
+        names: &Bound<'py, PyTuple>,
+        values: &Bound<'py, PyTuple>,
+        out: &mut KeyHasher,
+    ) -> Walked {
+        self.entries(names.iter().zip(values.iter()), out, ToString::to_string)
     }
 
     pub fn value(&mut self, obj: &Bound<'py, PyAny>, out: &mut KeyHasher) -> Walked {
@@ -171,7 +181,7 @@ impl<'a, 'py> Walker<'a, 'py> {
             self.nested(obj, true, |walker| walker.list(list, out))
         } else if let Ok(dict) = obj.cast_exact::<PyDict>() {
             self.nested(obj, true, |walker| {
-                walker.dict_entries(dict, out, |key| format!("[{}]", short_repr(key)))
+                walker.entries(dict.iter(), out, |key| format!("[{}]", short_repr(key)))
             })
         } else if let Ok(set) = obj.cast_exact::<PySet>() {
             self.nested(obj, false, |walker| {
@@ -324,15 +334,15 @@ impl<'a, 'py> Walker<'a, 'py> {
 
     /// Each entry's key and value are hashed on their own and the entries' digests sorted, so
     /// insertion order never matters.
-    fn dict_entries(
+    fn entries(
         &mut self,
-        dict: &Bound<'py, PyDict>,
+        entries: impl ExactSizeIterator<Item = (Bound<'py, PyAny>, Bound<'py, PyAny>)>,
         out: &mut KeyHasher,
         segment: impl Fn(&Bound<'py, PyAny>) -> String,
     ) -> Walked {
-        let mut digests = Vec::with_capacity(dict.len());
+        let mut digests = Vec::with_capacity(entries.len());
         let mut entry = self.spare_hashers.pop().unwrap_or_default();
-        for (key, value) in dict.iter() {
+        for (key, value) in entries {
             entry.reset();
             let walked = self
                 .value(&key, &mut entry)

@@ -33,7 +33,7 @@ from taskstash.store import (
 )
 from taskstash.store.database import Connection
 from taskstash.store.index import COLUMNS, MIGRATIONS
-from taskstash.store.store import HIT_FLUSH_COUNT, HIT_FLUSH_SECONDS
+from taskstash.store.store import HIT_FLUSH_SECONDS
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "schema.md"
 NOW = 1_700_000_000.0
@@ -295,16 +295,6 @@ def test_hits_are_written_only_on_flush(store: Store, storage: LocalStorage) -> 
     store.note_hit(key_of(1), NOW + 4)
     store.close()  # flushes
     assert hits_in_file(store.url, key_of(1)) == (4, NOW + 4)
-
-
-def test_hits_flush_after_a_batch(store: Store, storage: LocalStorage) -> None:
-    save(store, storage, key_of(1))
-    now = time.time()
-    for _ in range(HIT_FLUSH_COUNT - 1):
-        store.note_hit(key_of(1), now)
-    assert hits_in_file(store.url, key_of(1))[0] == 0
-    store.note_hit(key_of(1), now)
-    assert hits_in_file(store.url, key_of(1)) == (HIT_FLUSH_COUNT, now)
 
 
 def test_hits_are_written_a_moment_after_they_come(store: Store, storage: LocalStorage) -> None:

@@ -121,11 +121,18 @@ def test_the_layer_is_bounded_by_bytes_and_entries() -> None:
     assert layer.get("big", 0) is MISSING
     assert (layer.get("b", 0), layer.get("c", 0)) == ("B", "C")
     layer.put("d", "D", None, 1)
-    layer.put("e", "E", None, 1)  # four entries: the least recently used ("b") goes
-    assert layer.get("b", 0) is MISSING
+    layer.put("e", "E", None, 1)  # four entries: "d", not used since it came, goes
     assert len(layer) == 3
+    assert layer.get("d", 0) is MISSING
+    layer.put("f", "F", None, 1)  # "b" and "c" were used: "e" goes before them
+    assert layer.get("e", 0) is MISSING
+    layer.put("g", "G", None, 1)  # their second chance spent, the oldest ("b") goes
+    assert layer.get("b", 0) is MISSING
+    assert (layer.get("c", 0), layer.get("f", 0), layer.get("g", 0)) == ("C", "F", "G")
+    layer.put("d", "D", None, 1)  # all three used: each gets its second chance, "c" goes
+    assert (layer.get("c", 0), layer.get("d", 0)) == (MISSING, "D")
     layer.put("d", "D2", 5.0, 1)  # replacing an entry does not count its size twice
-    assert layer.bytes == 42
+    assert layer.bytes == 3
     assert layer.get("d", 4.0) == "D2"
     assert layer.get("d", 5.0) is MISSING  # expired
     with pytest.raises(ValueError, match="max_entries"):

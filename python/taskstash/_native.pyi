@@ -6,8 +6,11 @@ from typing import Any, final
 __all__ = [
     "KEY_FORMAT_VERSION",
     "MAX_DEPTH",
+    "CallKeyer",
+    "EnvironWatch",
     "Hasher",
     "HashingError",
+    "HitTally",
     "__version__",
     "hash_bytes",
     "hash_key",
@@ -73,3 +76,44 @@ class Hasher:
         """The 16-byte digest so far (big-endian, as `xxhash.xxh3_128().digest()`)."""
     def hexdigest(self) -> str:
         """The digest so far as 32 hex digits."""
+
+@final
+class CallKeyer:
+    """Keys the calls of one task from their arguments (the other components are fixed)."""
+
+    def __new__(
+        cls, identity: str, before: list[tuple[str, str]], after: list[tuple[str, str]]
+    ) -> CallKeyer: ...
+    def key(
+        self,
+        names: tuple[str, ...],
+        values: tuple[object, ...],
+        reducer: Callable[[object], tuple[str, object]],
+    ) -> str:
+        """`hash_key(("task", identity, [*before, ("inputs", <names: values>), *after]), {})`.
+
+        Raises:
+            HashingError: An argument has no canonical form.
+            ValueError: `names` and `values` differ in length.
+        """
+
+@final
+class EnvironWatch:
+    """Watches some keys of a dict (`os.environ._data`) for values bound to other objects."""
+
+    def __new__(cls, data: dict[bytes, bytes], keys: tuple[bytes, ...]) -> EnvironWatch: ...
+    def changed(self) -> bool:
+        """Whether a watched key's value changed (by identity) since the last call."""
+
+@final
+class HitTally:
+    """Hit counts per key between writes to the index, shared by a process's threads."""
+
+    def __new__(cls) -> HitTally: ...
+    def add(self, key: str, last: float, count: int = 1) -> bool:
+        """Counts `count` hits of `key`, the last at `last`; returns whether none were pending."""
+    def discard(self, key: str) -> None:
+        """Drops the pending hits of `key`."""
+    def take(self) -> dict[str, tuple[int, float]]:
+        """The pending hits as `{key: (count, last)}`, leaving none."""
+    def __len__(self) -> int: ...

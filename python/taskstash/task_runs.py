@@ -35,6 +35,7 @@ from taskstash.exceptions import (
     SerializationError,
 )
 from taskstash.hashing import hash_objects
+from taskstash.hit_plans import plan_hits
 from taskstash.locking import LockManager
 from taskstash.log import logger
 from taskstash.rendering import render_parameters
@@ -329,6 +330,10 @@ def start(task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -
             flow_run.result_storage is not None or flow_run.result_serializer is not None
         ):
             storage, serializer = inherit_results(task, flow_run, storage, serializer, current)
+        if flow_run is None and not refresh:
+            plan = task.hit_plan
+            if plan is None or plan.made_under is not current:
+                task.hit_plan = plan_hits(task, current, store, serializer, components)
         if not refresh:
             value = _find(task, store, storage, serializer, key, task_run, flow_run)
             if value is not MISSING:

@@ -34,6 +34,7 @@ from taskstash.hashing.closure import code_closure, distribution_versions
 from taskstash.hashing.source import function_source_key
 from taskstash.identity import qualified_name, task_identity
 from taskstash.states import Cached, State
+from taskstash.store.memory import MISSING
 from taskstash.store.serializers import DEFAULT_SERIALIZER, Serializer, resolve_serializer
 from taskstash.task_options import UNSET, TaskstashWarning, check_options, resolve_caching
 from taskstash.task_reports import warn_unhashable
@@ -42,6 +43,7 @@ from taskstash.transactions import Hook
 
 if TYPE_CHECKING:
     from taskstash.futures import TaskFuture, TaskFutureList
+    from taskstash.hit_plans import HitPlan
 
 __all__ = ["Task", "TaskstashWarning", "task", "task_input_hash"]
 
@@ -90,7 +92,8 @@ class Task(Generic[P, R]):
         """What scopes the task's policy keys (see `taskstash.identity`)."""
         self.is_async = inspect.iscoroutinefunction(fn)
         self.signature = inspect.signature(fn)
-        self._binder = _Binder(self.signature)
+        self.binder = _Binder(self.signature)
+        """Binds a call's arguments to the function's parameters."""
         self.source_key = function_source_key(fn)
         """The key of the function's own source and closure values (`TaskSource(follow=False)`)."""
         self._code: dict[bool, tuple[dict[str, str], str]] = {}
@@ -137,6 +140,8 @@ class Task(Generic[P, R]):
         """Causes already warned about, so each is logged once per task, not once per call."""
         self.resolved: tuple[object, Any, Any] | None = None
         """(settings, store, storage) the calls use, resolved once per settings object."""
+        self.hit_plan: HitPlan | None = None
+        """How to answer its plain calls from the memory layer, once a call made one."""
         self.on_commit_hooks: list[Hook] = []
         """Called with the transaction when a call's record is committed (see `on_commit`)."""
         self.on_rollback_hooks: list[Hook] = []
@@ -166,7 +171,7 @@ class Task(Generic[P, R]):
         Raises:
             TypeError: The arguments do not fit the signature (Python's own message).
         """
-        binder = self._binder
+        binder = self.binder
         if binder.plain and not kwargs and len(args) == len(binder.names):
             return dict(zip(binder.names, args))  # noqa: B905 - lengths are equal
         return binder.bind(args, kwargs, self.name)
@@ -428,6 +433,11 @@ class Task(Generic[P, R]):
         With `return_state=True`, returns the run's `State` (`Completed`, `Cached` or `Failed`)
         instead of its value, and does not raise the task's exception (`state.result()` does).
         """
+        plan = self.hit_plan
+        if plan is not None:  # a plain call answered from memory (`taskstash.hit_plans`)
+            value = plan.hit(args, kwargs)
+            if value is not MISSING:
+                return Cached(value) if return_state else value
         if self.bound is not None:
             # The unbound task runs it: one task, one set of warnings and resolved settings.
             task, subject = self.bound

@@ -1,8 +1,8 @@
 """Cache hits, counted in memory and written to the index in batches, so a hit writes nothing.
 
-A batch is written after `HIT_FLUSH_COUNT` hits, by a background thread `HIT_FLUSH_SECONDS`
-after its first hit (at once in a `multiprocessing` child), by `Store.close()`, and when the
-process ends. A forked child drops the hits it inherited: the parent writes its own.
+A batch is written by a background thread `HIT_FLUSH_SECONDS` after its first hit (at once in
+a `multiprocessing` child), by `Store.close()`, and when the process ends. A forked child drops
+the hits it inherited: the parent writes its own.
 
 Worker processes of `multiprocessing` end without running `atexit`: a fork worker leaves
 through `os._exit` once multiprocessing's own finalizers have run, so a flush is registered
@@ -21,12 +21,11 @@ import time
 import weakref
 from typing import Final
 
+from taskstash._native import HitTally
 from taskstash.store.index import Index
 
-__all__ = ["HIT_FLUSH_COUNT", "HIT_FLUSH_SECONDS", "HitCounter", "flush_all_hits"]
+__all__ = ["HIT_FLUSH_SECONDS", "HitCounter", "flush_all_hits"]
 
-HIT_FLUSH_COUNT: Final = 256
-"""Pending hits that trigger a flush to the index."""
 HIT_FLUSH_SECONDS: Final = 1.0
 """The longest a hit waits to be written, unless the process is killed meanwhile."""
 
@@ -40,35 +39,20 @@ class HitCounter:
     path: str
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
         # Held for a whole flush, from taking the pending hits to writing them: a flush at the
         # process's end waits for the background thread's, which would otherwise be cut off
         # (a daemon thread dies with the interpreter) with the hits it took.
         self._flushing = threading.Lock()
-        self._hits: dict[str, list[float]] = {}  # key -> [count, last hit time]
-        self._pending = 0
+        self._tally = HitTally()  # key -> (count, last hit time), behind a lock of its own
         _LIVE.add(self)
 
     def note_hit(self, key: str, now: float) -> None:
         """Counts a hit of `key` at `now`; written to the index in batches, not per hit.
 
-        A batch is flushed after `HIT_FLUSH_COUNT` hits, by a background thread at most
-        `HIT_FLUSH_SECONDS` after its first hit, by `close()`, and when the process ends.
+        A batch is written by a background thread at most `HIT_FLUSH_SECONDS` after its first
+        hit, by `close()`, and when the process ends: never by the thread that hits.
         """
-        with self._lock:  # on every hit: kept to a few dict and attribute operations
-            hits = self._hits
-            entry = hits.get(key)
-            first = not hits
-            if entry is None:
-                hits[key] = [1, now]
-            else:
-                entry[0] += 1
-                if now > entry[1]:
-                    entry[1] = now
-            pending = self._pending = self._pending + 1
-        if pending >= HIT_FLUSH_COUNT:
-            self._flush_quietly()
-        elif first:
+        if self._tally.add(key, now):  # the batch's first hit
             _FLUSHER.soon()
 
     def flush_hits(self) -> None:
@@ -78,9 +62,7 @@ class HitCounter:
             sqlite3.Error: The index could not be written; the hits stay pending.
         """
         with self._flushing:
-            with self._lock:
-                hits, self._hits = self._hits, {}
-                self._pending = 0
+            hits = self._tally.take()
             if not hits:
                 return
             try:
@@ -89,13 +71,10 @@ class HitCounter:
                     # PostgreSQL, updating rows that a save or delete of another connection is
                     # writing, in another order, would deadlock.
                     self.index.lock_keys(conn, hits)
-                    Index.add_hits(conn, ((int(c), t, k) for k, (c, t) in hits.items()))
+                    Index.add_hits(conn, ((c, t, k) for k, (c, t) in hits.items()))
             except BaseException:
-                with self._lock:
-                    for key, (count, last) in hits.items():
-                        entry = self._hits.setdefault(key, [0, last])
-                        entry[0] += count
-                        entry[1] = max(entry[1], last)
+                for key, (count, last) in hits.items():
+                    self._tally.add(key, last, count)
                 raise
 
     def _flush_quietly(self) -> None:
@@ -106,14 +85,11 @@ class HitCounter:
 
     def _forget_hits(self, key: str) -> None:
         """Drops the pending hits of `key` (its record was replaced or deleted)."""
-        with self._lock:
-            self._hits.pop(key, None)
+        self._tally.discard(key)
 
     def _after_fork(self) -> None:
-        self._lock = threading.Lock()  # another thread may have held it at fork time
-        self._flushing = threading.Lock()
-        self._hits = {}  # the parent flushes its own hits
-        self._pending = 0
+        self._flushing = threading.Lock()  # another thread may have held it at fork time
+        self._tally = HitTally()  # the parent flushes its own hits
 
 
 _LIVE: weakref.WeakSet[HitCounter] = weakref.WeakSet()

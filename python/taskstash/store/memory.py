@@ -6,14 +6,15 @@ later call returns, and a hit from memory returns exactly what a hit from storag
 result comes back as JSON gives it, in the computing process too). The `Store` owning it
 forgets a key whenever its record is replaced or removed.
 
-Bounded by entries and by bytes (least recently used out first), and expiry-aware.
+Bounded by entries and by bytes, and expiry-aware. Lookups take no lock (a dict lookup is atomic)
+and only mark their entry as used; eviction gives used entries a second chance (the CLOCK
+approximation of least-recently-used), so a hit costs a dict lookup and one store.
 """
 
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
-from typing import Final, Generic, TypeVar
+from typing import Any, Final, Generic, TypeVar
 
 __all__ = ["MAX_BYTES", "MAX_ENTRIES", "MISSING", "MemoryLayer"]
 
@@ -29,7 +30,11 @@ V = TypeVar("V")
 
 
 class MemoryLayer(Generic[V]):
-    """An LRU map from key to (value, expiry time), bounded by entries and by their sizes.
+    """A map from key to (value, expiry time), bounded by entries and by their sizes.
+
+    When full, the oldest entry not used since the eviction last passed it goes; one used since
+    is kept and marked unused (a second chance). Entries are lists
+    `[value, expires_at, size, used]`, so a lookup marks one in place.
 
     Args:
         max_entries: The most entries kept.
@@ -43,35 +48,47 @@ class MemoryLayer(Generic[V]):
             raise ValueError(f"max_bytes must not be negative, not {max_bytes}")
         self.max_entries = max_entries
         self.max_bytes = max_bytes
-        self._entries: OrderedDict[str, tuple[V, float | None, int]] = OrderedDict()
+        # Insertion-ordered: the eviction hand starts at the oldest entry. Writers hold the lock.
+        self._entries: dict[str, list[Any]] = {}
         self._bytes = 0
         self._lock = threading.Lock()
 
     def get(self, key: str, now: float) -> V | object:
         """The value of a live entry, else `MISSING` (an expired entry is dropped)."""
-        with self._lock:
-            entry = self._entries.get(key)
-            if entry is None:
-                return MISSING
-            if entry[1] is not None and entry[1] <= now:
-                self._drop(key)
-                return MISSING
-            self._entries.move_to_end(key)
-            return entry[0]
+        entry = self._entries.get(key)
+        if entry is None:
+            return MISSING
+        expires_at = entry[1]
+        if expires_at is not None and expires_at <= now:
+            with self._lock:
+                if self._entries.get(key) is entry:
+                    self._drop(key)
+            return MISSING
+        entry[3] = True
+        return entry[0]  # type: ignore[no-any-return]
 
     def put(self, key: str, value: V, expires_at: float | None, size: int) -> None:
         """Keeps `value` (`size` bytes) until `expires_at` (None: no expiry).
 
-        A value larger than `max_bytes` is not kept; least recently used entries make room.
+        A value larger than `max_bytes` is not kept; entries not used lately make room.
         """
         with self._lock:
             self._drop(key)
             if size > self.max_bytes:
                 return
-            self._entries[key] = (value, expires_at, size)
+            entries = self._entries
+            entries[key] = [value, expires_at, size, False]
             self._bytes += size
-            while len(self._entries) > self.max_entries or self._bytes > self.max_bytes:
-                self._drop(next(iter(self._entries)))
+            while len(entries) > self.max_entries or self._bytes > self.max_bytes:
+                oldest = next(iter(entries))
+                entry = entries[oldest]
+                if entry[3] or oldest == key:
+                    # Used since the hand last passed (or the entry just put): to the back.
+                    entry[3] = False
+                    del entries[oldest]
+                    entries[oldest] = entry
+                else:
+                    self._drop(oldest)
 
     def discard(self, key: str) -> None:
         """Forgets `key` if present."""

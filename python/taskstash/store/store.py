@@ -29,7 +29,7 @@ from taskstash.store.base import StagedFile, trust, write_all
 from taskstash.store.database import Connection
 from taskstash.store.eviction import Removed, delete_records, evict_over, unlink_result
 from taskstash.store.fences import Fence
-from taskstash.store.hits import HIT_FLUSH_COUNT, HIT_FLUSH_SECONDS, HitCounter
+from taskstash.store.hits import HIT_FLUSH_SECONDS, HitCounter
 from taskstash.store.index import Index, Record, read_file_record
 from taskstash.store.mapped import VerifiedFiles
 from taskstash.store.memory import MemoryLayer
@@ -47,7 +47,6 @@ from taskstash.store.storages import ResultStorage, check_location
 from taskstash.store.streams import CopyingSink, PayloadSink, write_streamed
 
 __all__ = [
-    "HIT_FLUSH_COUNT",
     "HIT_FLUSH_SECONDS",
     "LARGE_RESULT_BYTES",
     "Fetched",
