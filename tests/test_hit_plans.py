@@ -149,3 +149,26 @@ def test_a_hit_inside_a_flow_is_reported_as_the_flows(caplog: pytest.LogCaptureF
     with caplog.at_level(logging.INFO, logger="taskstash"):
         assert pipeline() == 10
     assert any("Cached(type=COMPLETED)" in r.getMessage() for r in caplog.records)
+
+
+class Scaler:
+    def __init__(self, factor: int) -> None:
+        self.factor = factor
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Scaler) and other.factor == self.factor
+
+    def __hash__(self) -> int:
+        return self.factor
+
+    @task(cache_policy=INPUTS)
+    def scale(self: Any, x: int = 1) -> int:
+        return x * (self.factor if isinstance(self, Scaler) else 1)
+
+
+def test_a_method_call_is_never_answered_for_other_arguments() -> None:
+    # Read from the class, the task takes `self` as its first argument like any other.
+    assert Scaler.scale(5) == 1  # self=5, x=1
+    assert Scaler.scale(5) == 1
+    assert Scaler(10).scale(5) == 50  # self=Scaler(10), x=5: not the record of self=5, x=1
+    assert Scaler(10).scale(5) == 50

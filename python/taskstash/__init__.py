@@ -10,16 +10,21 @@
 Users import from here and from `taskstash.cache_policies`; `taskstash._native` is private.
 """
 
+from typing import TYPE_CHECKING
+
 from taskstash import settings
 from taskstash._native import __version__
 from taskstash.annotations import unmapped
-from taskstash.cache import Cache
 from taskstash.exceptions import HashingError, LockCycleError, TaskstashError
-from taskstash.explanations import Explanation, explain
 from taskstash.flows import Flow, flow
 from taskstash.hashing import hash_bytes, hash_objects, register
+from taskstash.lazy import lazy_exports
 from taskstash.states import Cached, Completed, Failed, State
 from taskstash.tasks import Task, TaskstashWarning, task
+
+if TYPE_CHECKING:
+    from taskstash.cache import Cache
+    from taskstash.explanations import Explanation, explain
 
 __all__ = [
     "Cache",
@@ -44,3 +49,13 @@ __all__ = [
     "task",
     "unmapped",
 ]
+
+# The cache's management interface loads the index and storages: on first use.
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "Cache": "taskstash.cache",
+        "Explanation": "taskstash.explanations",
+        "explain": "taskstash.explanations",
+    },
+)

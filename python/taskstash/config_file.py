@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,10 +85,16 @@ def read(path: Path) -> ConfigFile:
     A file that cannot be read or parsed is ignored as a whole, and said so in `problems`.
     """
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except (FileNotFoundError, NotADirectoryError):  # no file (or no home) yet
         return ConfigFile(path)
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+    except (OSError, UnicodeDecodeError) as exc:
+        return ConfigFile(path, problems=(f"settings file {path} is ignored: {exc}",))
+    import tomllib  # only with a file to parse: `import taskstash` need not load the parser
+
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
         return ConfigFile(path, problems=(f"settings file {path} is ignored: {exc}",))
     problems: list[str] = []
     values: dict[str, str] = {}
@@ -119,6 +124,8 @@ def save_storage(path: Path, name: str, url: str, options: Mapping[str, Any]) ->
         ValueError: The existing file cannot be parsed (it is left alone).
         OSError: It cannot be written.
     """
+    import tomllib
+
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:

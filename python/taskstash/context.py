@@ -5,16 +5,18 @@ from __future__ import annotations
 import json
 import os
 import threading
-import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field, fields
 from functools import cached_property
 from types import MappingProxyType
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from taskstash.names import task_run_name
+
+if TYPE_CHECKING:
+    import uuid
 
 __all__ = [
     "FlowRun",
@@ -45,11 +47,17 @@ class FlowRun:
     flow_name: str
     name: str
     parameters: dict[str, Any]
-    id: uuid.UUID = field(default_factory=uuid.uuid4)
+    id: uuid.UUID = field(default_factory=lambda: _new_id())
     is_async: bool = False
     persist_result: bool | None = None
     result_storage: Any = None
     result_serializer: Any = None
+
+
+def _new_id() -> uuid.UUID:
+    import uuid  # with the first run, not with taskstash (uuid loads `platform`)
+
+    return uuid.uuid4()
 
 
 class TaskRun:
@@ -66,7 +74,7 @@ class TaskRun:
     @cached_property
     def id(self) -> uuid.UUID:
         """A unique id."""
-        return uuid.uuid4()
+        return _new_id()
 
     @cached_property
     def name(self) -> str:
@@ -215,6 +223,8 @@ def _adopt_handed_down() -> None:
         return
     try:
         data = json.loads(text)
+        import uuid
+
         run = FlowRun(**{**data, "id": uuid.UUID(data["id"])})
     except (ValueError, TypeError, KeyError):
         return  # not a run this taskstash wrote: ignored

@@ -25,7 +25,6 @@ import sys
 from collections.abc import Callable, Coroutine, Iterable
 from typing import TYPE_CHECKING, Any, Concatenate, Generic, Literal, ParamSpec, TypeVar, overload
 
-from taskstash import task_runs
 from taskstash.cache_policies import CacheKeyFn, CachePolicy, keyed_by_run_id
 from taskstash.context import TaskRunContext, current_flow_run
 from taskstash.exceptions import HashingError
@@ -39,11 +38,12 @@ from taskstash.store.serializers import DEFAULT_SERIALIZER, Serializer, resolve_
 from taskstash.task_options import UNSET, TaskstashWarning, check_options, resolve_caching
 from taskstash.task_reports import warn_unhashable
 from taskstash.tracebacks import without_our_frames
-from taskstash.transactions import Hook
 
 if TYPE_CHECKING:
     from taskstash.futures import TaskFuture, TaskFutureList
     from taskstash.hit_plans import HitPlan
+    from taskstash.task_runs import _Call
+    from taskstash.transactions import Hook
 
 __all__ = ["Task", "TaskstashWarning", "task", "task_input_hash"]
 
@@ -221,6 +221,8 @@ class Task(Generic[P, R]):
     def __copy__(self) -> Task[P, R]:
         copied: Task[P, R] = Task.__new__(Task)
         copied.__dict__.update(self.__dict__)
+        copied.hit_plan = None  # a plan answers for the task it was made for (a bound copy's
+        # calls lack the subject its plan would bind)
         return copied
 
     def code(self, *, versions: bool = False) -> tuple[dict[str, str], str]:
@@ -254,6 +256,7 @@ class Task(Generic[P, R]):
         # What this process resolved (open index connections) and warned about stays here:
         # the process that loads the task resolves its own settings and warns once there.
         state["resolved"] = None
+        state["hit_plan"] = None
         state["warned"] = set()
         return (_rebuild_task, (state,))
 
@@ -443,18 +446,18 @@ class Task(Generic[P, R]):
             task, subject = self.bound
             return task(subject, *args, return_state=return_state, **kwargs)
         if self.is_async:
-            running = task_runs.run_async(self, args, kwargs, return_state=return_state)
+            running = _run_async(self, args, kwargs, return_state=return_state)
             flow_run = current_flow_run()
             if flow_run is not None and not flow_run.is_async:
                 # A sync flow's body cannot await: the call runs to completion here.
                 return _run_to_completion(running)
             return running
         # A hit is answered here, a frame shallower than a run: hits are the hot path.
-        hit, outcome = task_runs.start(self, args, kwargs)
+        hit, outcome = _start(self, args, kwargs)
         if hit:
             return Cached(outcome) if return_state else outcome
         try:
-            return task_runs.run(self, outcome, return_state)
+            return _run(self, outcome, return_state)
         except Exception as exc:
             # The caller's traceback goes from its call straight into the task's body.
             exc.with_traceback(without_our_frames(exc.__traceback__))
@@ -462,6 +465,41 @@ class Task(Generic[P, R]):
 
     def __repr__(self) -> str:
         return f"Task({self.qualified_name})"
+
+
+# The call path (`taskstash.task_runs`, and with it the index, storages and transactions) is
+# loaded by the first call, not by `import taskstash`: these start as stand-ins that load it and
+# replace themselves with its functions, so later calls pay nothing for the deferral.
+
+
+def _load_task_runs() -> None:
+    global _start, _run, _run_async
+    from taskstash import task_runs
+
+    _start, _run, _run_async = task_runs.start, task_runs.run, task_runs.run_async
+
+
+def _first_start(task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    _load_task_runs()
+    return _start(task, args, kwargs)
+
+
+def _first_run(task: Task[Any, Any], call: _Call, return_state: bool) -> Any:
+    _load_task_runs()
+    return _run(task, call, return_state)
+
+
+def _first_run_async(
+    task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any], *, return_state: bool
+) -> Coroutine[Any, Any, Any]:
+    _load_task_runs()
+    return _run_async(task, args, kwargs, return_state=return_state)
+
+
+_start: Callable[[Task[Any, Any], tuple[Any, ...], dict[str, Any]], tuple[bool, Any]]
+_start = _first_start
+_run: Callable[[Task[Any, Any], _Call, bool], Any] = _first_run
+_run_async: Callable[..., Coroutine[Any, Any, Any]] = _first_run_async
 
 
 def task_input_hash(context: TaskRunContext, arguments: dict[str, Any]) -> str | None:

@@ -25,8 +25,8 @@ import copy
 import enum
 import inspect
 import logging
+import os
 import time
-import uuid
 from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
@@ -236,7 +236,7 @@ class Transaction:
             from taskstash.destinations import index_lock_manager
 
             manager = index_lock_manager(self.store.store)
-            holder = f"transaction:{uuid.uuid4()}"
+            holder = f"transaction:{os.urandom(16).hex()}"
             manager.acquire_lock(self.key, holder)
             self.hold_lock(manager, self.key, holder)
         if not self.overwrite and self.store.store.lookup(self.key, time.time()) is not None:

@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import decimal
 import enum
 import pathlib
 import types
-import uuid
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable
 from typing import Any
@@ -209,8 +207,8 @@ KINDS: tuple[Kind, ...] = (
     Kind("datetime.date", subclass_of(datetime.date), _date),
     Kind("datetime.time", subclass_of(datetime.time), _moment),
     Kind("datetime.timedelta", subclass_of(datetime.timedelta), _timedelta),
-    Kind("decimal.Decimal", subclass_of(decimal.Decimal), _decimal),
-    Kind("uuid.UUID", subclass_of(uuid.UUID), _uuid),
+    Kind("decimal.Decimal", library_type("decimal", lambda decimal: decimal.Decimal), _decimal),
+    Kind("uuid.UUID", library_type("uuid", lambda uuid: uuid.UUID), _uuid),
     Kind("pathlib.Path", subclass_of(pathlib.Path), _file_path),
     Kind("pathlib.PurePath", subclass_of(pathlib.PurePath), _path),
     Kind("namedtuple", _is_namedtuple, _namedtuple),

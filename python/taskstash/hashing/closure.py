@@ -25,7 +25,6 @@ import functools
 import inspect
 import os
 import sys
-import sysconfig
 import types
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -37,12 +36,19 @@ from taskstash.hashing.source import code_fingerprint, normalise_source
 
 __all__ = ["code_closure", "distribution_versions", "is_user_module"]
 
-# Where installed code lives: neither the standard library nor site-packages is the user's.
-_INSTALLED = tuple(
-    os.path.join(os.path.realpath(path), "")
-    for key in ("stdlib", "platstdlib", "purelib", "platlib")
-    if (path := sysconfig.get_paths().get(key))
-)
+
+@functools.cache
+def _installed() -> tuple[str, ...]:
+    """Where installed code lives: neither the standard library nor site-packages is the user's."""
+    import sysconfig  # on the first task made, not with taskstash
+
+    return tuple(
+        os.path.join(os.path.realpath(path), "")
+        for key in ("stdlib", "platstdlib", "purelib", "platlib")
+        if (path := sysconfig.get_paths().get(key))
+    )
+
+
 _OWN_PACKAGE = __name__.split(".", 1)[0]
 
 
@@ -56,7 +62,7 @@ def is_user_module(name: str) -> bool:
     if not isinstance(file, str):
         return name == "__main__"  # a REPL or notebook: its code is the user's
     path = os.path.realpath(file)
-    if any(path.startswith(prefix) for prefix in _INSTALLED):
+    if any(path.startswith(prefix) for prefix in _installed()):
         return False
     return "site-packages" not in path and "dist-packages" not in path
 

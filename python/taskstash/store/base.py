@@ -13,7 +13,6 @@ import contextlib
 import io
 import os
 import re
-import secrets
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from typing import BinaryIO, Final, TypeAlias, cast
@@ -60,7 +59,7 @@ def is_temp(name: str) -> bool:
 def temp_name(base: str) -> str:
     """A fresh temporary file name for a file to be renamed to `base` once written."""
     # Unique per writer; the base (shortened to keep under NAME_MAX) helps a human who finds one.
-    return f".{base[:180]}.{secrets.token_hex(8)}{_TEMP_SUFFIX}"
+    return f".{base[:180]}.{os.urandom(8).hex()}{_TEMP_SUFFIX}"
 
 
 def check_location(location: str) -> str:

@@ -23,16 +23,18 @@ import io
 import json
 import pickle
 import types
-from typing import Any, BinaryIO, Final, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, Final, Protocol
 
 from taskstash.exceptions import SerializationError
-from taskstash.store import compression
 from taskstash.store.formats import (
     ArrowSerializer,
     NumpySerializer,
     PandasArrowSerializer,
     by_type,
 )
+
+if TYPE_CHECKING:
+    from taskstash.store import compression
 
 __all__ = [
     "DEFAULT_SERIALIZER",
@@ -337,6 +339,9 @@ class CompressedSerializer:
         compressionlib: str | None = None,
         level: int | None = None,
     ) -> None:
+        # The codecs (zlib, lzma, bz2) are loaded by the first compressed serializer.
+        from taskstash.store import compression
+
         self.serializer = resolve_serializer(serializer)
         self.codec = compression.codec_named(compressionlib)
         self.level = self.codec.fast_level if level is None else level
@@ -368,6 +373,8 @@ class CompressedSerializer:
         Raises:
             SerializationError: `value` cannot be serialized.
         """
+        from taskstash.store import compression
+
         writer = compression.CompressingWriter(file, self.codec.compressor(self.level))
         dump_value(self.serializer, value, writer)
         writer.close()
@@ -378,6 +385,8 @@ class CompressedSerializer:
         Raises:
             SerializationError: The rest of `file` cannot be decompressed or deserialized.
         """
+        from taskstash.store import compression
+
         try:
             reader = compression.open_decompressed(file)
         except Exception as exc:
