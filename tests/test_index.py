@@ -113,9 +113,10 @@ def test_schema_is_created_with_its_version(store: Store) -> None:
         columns = [row[1] for row in conn.execute("PRAGMA table_info(records)")]
     assert version == SCHEMA_VERSION == len(MIGRATIONS)
     assert journal == "wal"
-    # Columns are added at the end by migrations; computations is kept by SQL, not by Record.
-    assert sorted(columns) == sorted([*COLUMNS, "computations"])
-    assert len(columns) == len(COLUMNS) + 1
+    # Columns are added at the end by migrations; computations and verified are kept by SQL and
+    # the hit path, not by Record.
+    assert sorted(columns) == sorted([*COLUMNS, "computations", "verified"])
+    assert len(columns) == len(COLUMNS) + 2
     assert {
         ("table", "records"),
         ("table", "locks"),

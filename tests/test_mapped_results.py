@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import sqlite3
 import subprocess
 import sys
 import time
@@ -262,3 +264,128 @@ def test_memory_grows_by_what_is_touched_not_by_the_result(taskstash_home: Path)
     before, after, total = json.loads(child("hit", str(size)))
     assert total == size // 64
     assert after - before < size // 10, f"{(after - before) >> 20} MiB for a 256 MiB result"
+
+
+READER = """
+import json, sys
+import numpy as np
+from taskstash.store import Store, LocalStorage, load_value, resolve_serializer
+index, root, key, signing = sys.argv[1:5]
+store = Store(index, signing_key=signing.encode() or None)
+store.large_result_bytes = 1024
+def read_bytes():
+    with open("/proc/self/io") as io:
+        return int(dict(line.split(": ") for line in io.read().splitlines())["rchar"])
+before = read_bytes()
+fetched = store.fetch(key, 1_700_000_000.0, LocalStorage(root))
+after = read_bytes()
+value = None if fetched is None else load_value(resolve_serializer(fetched[1]), fetched[0])
+print(json.dumps([after - before, None if value is None else float(np.asarray(value).sum())]))
+"""
+
+
+def read_in_another_process(
+    store: Store, storage: LocalStorage, signing_key: bytes | None = None
+) -> tuple[int, float | None]:
+    """What another process reads (bytes, through read calls) to hit KEY, and the value's sum."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            READER,
+            store.url,
+            str(storage.root),
+            KEY,
+            (signing_key or b"").decode(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    read, total = json.loads(result.stdout)
+    return read, total
+
+
+@pytest.mark.parametrize("signed", [False, True], ids=["unsigned", "signed"])
+def test_a_file_checked_by_one_process_is_mapped_by_others_without_reading_it(
+    tmp_path: Path, storage: LocalStorage, signed: bool
+) -> None:
+    signing_key = SIGNING_KEY if signed else None
+    store = open_store(tmp_path, signing_key)
+    array = np.arange(2_000_000, dtype=np.float64)  # 16 MiB
+    path = save(store, storage, array)
+    assert path is not None
+    read_first, total = read_in_another_process(store, storage, signing_key)
+    assert read_first > array.nbytes  # checked by reading it (not yet settled: not recorded)
+    age(path)
+    read_first, total = read_in_another_process(store, storage, signing_key)
+    assert read_first > array.nbytes  # checked by reading it, and recorded
+    assert total == float(array.sum())
+    read_again, total = read_in_another_process(store, storage, signing_key)
+    assert read_again < array.nbytes // 10
+    assert total == float(array.sum())
+    store.close()
+
+
+@pytest.mark.parametrize("signed", [False, True], ids=["unsigned", "signed"])
+def test_a_file_changed_after_its_check_was_recorded_is_checked_again(
+    tmp_path: Path, storage: LocalStorage, signed: bool
+) -> None:
+    signing_key = SIGNING_KEY if signed else None
+    store = open_store(tmp_path, signing_key)
+    path = save(store, storage, np.arange(2_000_000, dtype=np.float64))
+    assert path is not None
+    age(path)
+    read_in_another_process(store, storage, signing_key)  # records the check
+    flip_last_byte(path)
+    read, total = read_in_another_process(store, storage, signing_key)
+    assert read > 2_000_000 * 8  # the changed file was read to check it...
+    assert total is None  # ...and refused
+    store.close()
+
+
+def test_a_check_vouched_for_without_the_signing_key_is_not_trusted(
+    tmp_path: Path, storage: LocalStorage
+) -> None:
+    store = open_store(tmp_path, SIGNING_KEY)
+    path = save(store, storage, np.arange(2_000_000, dtype=np.float64))
+    assert path is not None
+    age(path)
+    read_in_another_process(store, storage, SIGNING_KEY)
+    with reading_index(store) as conn:
+        (recorded,) = conn.execute("SELECT verified FROM records").fetchone()
+    assert recorded.count(":") == 6
+    flip_last_byte(path)
+    age(path)
+    status = os.stat(path)
+    forged = ":".join(
+        map(
+            str,
+            (
+                status.st_dev,
+                status.st_ino,
+                status.st_size,
+                status.st_mtime_ns,
+                status.st_ctime_ns,
+                recorded.split(":")[5],
+            ),
+        )
+    )
+    for vouched in (forged, f"{forged}:{recorded.split(':')[6]}"):  # no MAC, the old MAC
+        with reading_index(store) as conn:
+            conn.execute("UPDATE records SET verified = ?", (vouched,))
+            conn.commit()
+        read, total = read_in_another_process(store, storage, SIGNING_KEY)
+        assert total is None
+        assert read > 2_000_000 * 8
+    store.close()
+
+
+@contextlib.contextmanager
+def reading_index(store: Store) -> Iterator[sqlite3.Connection]:
+    conn = sqlite3.connect(store.url)
+    try:
+        yield conn
+    finally:
+        conn.close()

@@ -154,8 +154,10 @@ _SELECT_LIVE: Final = (
 )
 _SELECT_ANY: Final = f"SELECT {', '.join(COLUMNS)} FROM records WHERE key = ?"
 # The hit path reads only what it needs to find, verify and decode the result.
+Hit = tuple[str, str, str, str, float | None, int, str | None]
+"""The columns of a live record that the hit path reads (see `Index.get_hit`)."""
 _SELECT_HIT: Final = (
-    "SELECT storage, location, checksum, serializer, expires_at, size_bytes FROM records "
+    "SELECT storage, location, checksum, serializer, expires_at, size_bytes, verified FROM records "
     "WHERE key = ? AND (expires_at IS NULL OR expires_at > ?)"
 )
 _UPSERT: Final = (
@@ -164,6 +166,8 @@ _UPSERT: Final = (
     + ", ".join(f"{c} = excluded.{c}" for c in COLUMNS[1:])
     # Replacing a record means its key was computed again (see the task_stats hit rate).
     + ", computations = records.computations + 1"
+    # and its file is another one, not yet checked.
+    + ", verified = NULL"
 )
 _ADD_HITS: Final = (
     "UPDATE records SET hit_count = hit_count + ?, "
@@ -264,16 +268,14 @@ class Index:
             raise
         return None if row is None else Record.from_row(row)
 
-    def get_hit(self, key: str, now: float) -> tuple[str, str, str, str, float | None, int] | None:
-        """`(storage, location, checksum, serializer, expires_at, size_bytes)` of a live record.
+    def get_hit(self, key: str, now: float) -> Hit | None:
+        """The `Hit` columns of a live record.
 
-        The columns the hit path needs and no more: a narrow row is decoded in about half the
-        time of a full `Record`.
+        `(storage, location, checksum, serializer, expires_at, size_bytes, verified)`: what the
+        hit path needs and no more; a narrow row is decoded in half the time of a `Record`.
         """
         try:
-            row: tuple[str, str, str, str, float | None, int] | None = (
-                self.connection().execute(_SELECT_HIT, (key, now)).fetchone()
-            )
+            row: Hit | None = self.connection().execute(_SELECT_HIT, (key, now)).fetchone()
         except self.database.errors as exc:
             self._check(exc)
             raise
@@ -290,6 +292,14 @@ class Index:
         except self.database.errors as exc:
             self._check(exc)
             raise
+
+    def note_verified(self, key: str, location: str, verified: str) -> None:
+        """Records that the file of `key`'s record at `location` was checked (see mapped.py)."""
+        with self.transaction() as conn:
+            conn.execute(
+                "UPDATE records SET verified = ? WHERE key = ? AND location = ?",
+                (verified, key, location),
+            )
 
     @staticmethod
     def upsert(conn: Connection, record: Record) -> None:

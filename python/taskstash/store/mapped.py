@@ -9,18 +9,23 @@ owned by this process's user, writable by no group or other user. Anything else 
 owner, a shared directory's file, a remote object) is read and checked whole, as a copy
 (`taskstash.store.streams.open_verified`).
 
-The payload of a file is checked against its checksum (and signature) the first time this
-process maps it, by reading it in chunks, and the check is remembered for the file's identity:
+The payload of a file is checked against its checksum (and signature) the first time a process
+maps it, by reading it in chunks, and the check is remembered for the file's identity:
 (device, inode, size, modification time, change time), in nanoseconds. A later hit on the same
-identity skips the reading. This is sound because result files never change once in place:
-taskstash writes a file aside and renames it, so a replacement is another inode; a change in
-place (by this user: nobody else may write the file) moves its change time, which no one but
-root can set back. A check is remembered only once the file's change time is `SETTLED_SECONDS`
-old, so that a change within the timestamps' granularity cannot keep the same identity.
+identity skips the reading: in this process (a map of checks), and in any other process using
+the index, which keeps the identity in the record's `verified` column. This is sound because
+result files never change once in place: taskstash writes a file aside and renames it, so a
+replacement is another inode (and a replaced record's `verified` is cleared); a change in place
+(by this user: nobody else may write the file) moves its change time, which no one but root can
+set back. A check is remembered only once the file's change time is `SETTLED_SECONDS` old, so
+that a change within the timestamps' granularity cannot keep the same identity. With a signing
+key, the `verified` text carries a MAC of the identity, the key and the checksum: whoever can
+write the index but lacks the key cannot vouch for a file.
 """
 
 from __future__ import annotations
 
+import hmac
 import io
 import mmap
 import os
@@ -91,7 +96,8 @@ def map_verified(
     checksum: str,
     signing_key: bytes | None,
     verified: VerifiedFiles,
-) -> memoryview | None:
+    recorded: str | None = None,
+) -> tuple[memoryview, str | None] | None:
     """The checked payload of a result file, mapped read-only; None if it may not be mapped.
 
     The file must answer for `key` as in `open_verified`: its payload matches `checksum` (the
@@ -104,10 +110,12 @@ def map_verified(
         checksum: The record's checksum.
         signing_key: The key the file must be signed with, or None.
         verified: The checks this process remembers.
+        recorded: The record's `verified` text, if a process checked the file before.
 
     Returns:
-        A read-only view of the payload in the mapped file, or None if the file is not a local
-        file that only this user can change (read it with `open_verified` instead).
+        A read-only view of the payload in the mapped file, and the `verified` text to record
+        if the file was checked now (else None); or None if the file is not a local file that
+        only this user can change (read it with `open_verified` instead).
 
     Raises:
         Refused: The file is missing, holds another key's result, or is not signed.
@@ -132,18 +140,60 @@ def map_verified(
             status.st_ctime_ns,
         )
         checked = verified.get(identity)
+        to_record = None
+        if checked is None and recorded is not None:
+            checked = _recorded_check(recorded, identity, key, checksum, signing_key)
+            if checked is not None:
+                verified.add(identity, checked)
         if checked is None:
             checked = _check(file, signing_key)
             if time.time() - status.st_ctime_ns / 1e9 > SETTLED_SECONDS:
                 verified.add(identity, checked)
+                if checked.key == key:
+                    to_record = _verified_text(identity, checked, checksum, signing_key)
         # A signed file answers only the key its (signed) header names; an unsigned one may
         # also answer for a key whose row records its checksum: the same payload.
         if checked.key != key and (signing_key is not None or checked.checksum != checksum):
             raise Refused(f"holds the result of another key ({checked.key})")
         if status.st_size == checked.offset:
-            return memoryview(b"")  # mmap refuses an empty file's payload: nothing to map
+            return memoryview(b""), to_record  # mmap refuses an empty payload: nothing to map
         mapping = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
-    return memoryview(mapping)[checked.offset :]
+    return memoryview(mapping)[checked.offset :], to_record
+
+
+def _verified_text(
+    identity: _Identity, checked: _Checked, checksum: str, signing_key: bytes | None
+) -> str:
+    """The record's `verified` text: `dev:ino:size:mtime_ns:ctime_ns:offset[:mac]`."""
+    text = ":".join(map(str, (*identity, checked.offset)))
+    if signing_key is None:
+        return text
+    return f"{text}:{_vouch(signing_key, text, checked.key, checksum)}"
+
+
+def _recorded_check(
+    recorded: str, identity: _Identity, key: str, checksum: str, signing_key: bytes | None
+) -> _Checked | None:
+    """What a recorded check proves of the file with `identity`, if it is of this very file."""
+    fields = recorded.split(":")
+    if len(fields) != (7 if signing_key is not None else 6):
+        return None  # recorded without a signing key, or with one: check again
+    try:
+        numbers = tuple(int(field) for field in fields[:6])
+    except ValueError:
+        return None
+    if numbers[:5] != identity:
+        return None
+    if signing_key is not None:
+        text = ":".join(fields[:6])
+        if not hmac.compare_digest(fields[6], _vouch(signing_key, text, key, checksum)):
+            return None
+    return _Checked(key, checksum, numbers[5])
+
+
+def _vouch(signing_key: bytes, text: str, key: str, checksum: str) -> str:
+    message = f"taskstash-verified\0{key}\0{checksum}\0{text}".encode()
+    return hmac.new(signing_key, message, "sha256").hexdigest()
 
 
 def _private(status: os.stat_result) -> bool:
@@ -186,8 +236,6 @@ def _check(file: BinaryIO, signing_key: bytes | None) -> _Checked:
     if hasher.hexdigest() != header["checksum"]:
         raise CorruptResultError("result payload does not match its checksum")
     if mac is not None and signature is not None:
-        import hmac
-
         unsigned, expected = signature
         if not hmac.compare_digest(finish(mac, unsigned, header["payload_size"]), expected):
             raise Refused(UNSIGNED)

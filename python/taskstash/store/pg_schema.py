@@ -163,5 +163,10 @@ def create_baseline(conn: Any) -> None:
         conn.execute(statement)
 
 
-MIGRATIONS: Final[tuple[Callable[[Any], None], ...]] = ()
+def _migrate_to_5(conn: Any) -> None:
+    """Version 5: the identity of a mapped result file once checked (see SQLite's step)."""
+    conn.execute("ALTER TABLE records ADD COLUMN verified text")
+
+
+MIGRATIONS: Final[tuple[Callable[[Any], None], ...]] = (_migrate_to_5,)
 """`MIGRATIONS[n]` upgrades a PostgreSQL index from `BASELINE + n` to the next. Append only."""

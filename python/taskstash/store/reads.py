@@ -108,7 +108,7 @@ class ResultReads:
         hit = self.index.get_hit(key, now)
         if hit is None:
             return None
-        url, location, checksum, serializer, expires_at, size = hit
+        url, location, checksum, serializer, expires_at, size, recorded = hit
         if url == storage.url and size > self.large_result_bytes and serializer in MAPPABLE:
             try:
                 mapped = map_verified(
@@ -118,13 +118,16 @@ class ResultReads:
                     checksum=checksum,
                     signing_key=self.signing_key,
                     verified=self.verified,
+                    recorded=recorded,
                 )
             except StorageUnreachableError:
                 raise
             except Exception:
                 mapped = None  # explained by `open_payload` below
             if mapped is not None:
-                return mapped, serializer, expires_at
+                if mapped[1] is not None:
+                    self._note_verified(key, location, mapped[1])
+                return mapped[0], serializer, expires_at
         elif url == storage.url and size <= self.large_result_bytes:
             try:
                 data = storage.read(location)
@@ -147,6 +150,13 @@ class ResultReads:
         else:
             found = self.load(record, storage)
         return None if found is None else (found, record.serializer, record.expires_at)
+
+    def _note_verified(self, key: str, location: str, verified: str) -> None:
+        """Keeps a file's check in the index for other processes; a failure only costs them it."""
+        try:
+            self.index.note_verified(key, location, verified)
+        except Exception as exc:  # a read-only or busy index must not fail a hit
+            _log.debug("could not record the check of %s in the index: %s", location, exc)
 
     def load(self, record: Record, storage: ResultStorage) -> memoryview | None:
         """Reads and verifies the result file of `record`: one read, no index access.
@@ -253,7 +263,9 @@ class ResultReads:
                     verified=self.verified,
                 )
                 if mapped is not None:
-                    return mapped
+                    if mapped[1] is not None:
+                        self._note_verified(record.key, location, mapped[1])
+                    return mapped[0]
             return open_verified(
                 storage,
                 location,

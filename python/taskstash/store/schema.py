@@ -12,7 +12,7 @@ from typing import Final
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION"]
 
-SCHEMA_VERSION: Final = 4
+SCHEMA_VERSION: Final = 5
 
 
 def _migrate_to_1(conn: sqlite3.Connection) -> None:
@@ -242,11 +242,20 @@ def _migrate_to_4(conn: sqlite3.Connection) -> None:
     )
 
 
+def _migrate_to_5(conn: sqlite3.Connection) -> None:
+    """Version 5: the identity of a mapped result file once checked, so no process reads it again.
+
+    NULL until a process maps the file; set again to NULL when the record is replaced.
+    """
+    conn.execute("ALTER TABLE records ADD COLUMN verified TEXT")
+
+
 MIGRATIONS: Final[tuple[Callable[[sqlite3.Connection], None], ...]] = (
     _migrate_to_1,
     _migrate_to_2,
     _migrate_to_3,
     _migrate_to_4,
+    _migrate_to_5,
 )
 """`MIGRATIONS[n]` upgrades a database from schema version n to n + 1. Append only."""
 assert len(MIGRATIONS) == SCHEMA_VERSION
