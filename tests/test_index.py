@@ -635,8 +635,8 @@ def test_docs_queries_run(index_backend: str, store: Store, storage: LocalStorag
     assert [row[0] for row in expired] == [key_of(2)]
     saved = next(rows for title, rows in results.items() if "time saved" in title)
     assert saved[0][:2] == ("add_one", 1)
-    flows = next(rows for title, rows in results.items() if "Cached flows" in title)
-    assert [tuple(row)[:3] for row in flows] == [("report", 1, 0)]
+    kinds = next(rows for title, rows in results.items() if "cached flows'" in title)
+    assert [tuple(row)[:3] for row in kinds] == [("flow", 1, 0), ("task", 4, 1)]
 
 
 def test_totals_and_computations_follow_every_write(tmp_path: Path) -> None:
