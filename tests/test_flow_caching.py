@@ -5,6 +5,7 @@ runs flows in fresh processes and edits their code."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime
 import logging
 import os
@@ -18,7 +19,7 @@ import cloudpickle
 import pytest
 
 from taskstash import Cache, Cached, Completed, Failed, TaskstashWarning, explain, flow, task
-from taskstash.cache_policies import DEFAULT, INPUTS, NO_CACHE, TASK_SOURCE
+from taskstash.cache_policies import DEFAULT, INPUTS, NO_CACHE, TASK_SOURCE, CachePolicy
 from taskstash.exceptions import LockCycleError
 from taskstash.log import DATE_FORMAT, FORMAT
 from taskstash.transactions import transaction
@@ -428,3 +429,24 @@ def test_explain_tells_why_a_flow_call_would_miss() -> None:
     )
     with pytest.raises(TypeError):
         explain(report, "north", month=1)
+
+
+@dataclasses.dataclass(frozen=True)
+class Broken(CachePolicy):
+    def compute_key(self, *args: Any, **kwargs: Any) -> str | None:
+        raise RuntimeError("no key today")
+
+
+def test_a_policy_that_raises_fails_the_flow_run_as_logged(logged: list[str]) -> None:
+    ran: list[int] = []
+
+    @flow(cache_policy=Broken())
+    def pipeline() -> None:
+        ran.append(1)
+
+    with pytest.raises(RuntimeError, match="no key today"):
+        pipeline()
+    beginning, end = messages(logged)
+    assert beginning.endswith("for flow 'pipeline'")
+    assert end.endswith("- Finished in state Failed(message='RuntimeError: no key today')")
+    assert ran == []

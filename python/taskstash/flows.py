@@ -152,8 +152,11 @@ class Flow(Generic[P, R]):
                 if state.is_cached():
                     self._end(run, state)
         except Exception as exc:
+            # The body's exception, or one of keying the call (a key function is warned about
+            # and the call runs uncached; a policy of the user's that raises fails the call).
+            failed = self._end(run, Failed(exc))
             if return_state:
-                return Failed(exc)
+                return failed
             raise
         return state if return_state else state.result()
 
@@ -170,32 +173,25 @@ class Flow(Generic[P, R]):
                 if state.is_cached():
                     self._end(run, state)
         except Exception as exc:
+            # The body's exception, or one of keying the call (a key function is warned about
+            # and the call runs uncached; a policy of the user's that raises fails the call).
+            failed = self._end(run, Failed(exc))
             if return_state:
-                return Failed(exc)
+                return failed
             raise
         return state if return_state else state.result()
 
     def _body(self, run: FlowRun, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        """Runs the flow's function as `run`, and logs how it ended; its value, or it raises."""
-        with inside_flow_run(run):
-            try:
-                with _running(self.task_runner):
-                    value = self.fn(*args, **kwargs)
-            except Exception as exc:
-                self._end(run, Failed(exc))
-                raise
+        """Runs the flow's function as `run`; its value (logged as Completed), or it raises."""
+        with inside_flow_run(run), _running(self.task_runner):
+            value = self.fn(*args, **kwargs)
         self._end(run, Completed(value))
         return value
 
     async def _body_async(self, run: FlowRun, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """`_body` of an `async def` flow."""
-        with inside_flow_run(run):
-            try:
-                with _running(self.task_runner):
-                    value = await self.fn(*args, **kwargs)  # type: ignore[misc]
-            except Exception as exc:
-                self._end(run, Failed(exc))
-                raise
+        with inside_flow_run(run), _running(self.task_runner):
+            value = await self.fn(*args, **kwargs)  # type: ignore[misc]
         self._end(run, Completed(value))
         return value
 
