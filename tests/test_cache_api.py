@@ -193,7 +193,7 @@ def test_stats_agree_with_the_task_stats_view(filled: list[str], alpha: Task[[in
     stats = cache.stats()
     view = cache.store.index.connection().execute(
         "SELECT task_name, records, total_bytes, hits, computations, hit_rate, "
-        "compute_seconds_saved FROM task_stats ORDER BY hits DESC, task_name"
+        "compute_seconds_saved, kind FROM task_stats ORDER BY hits DESC, task_name, kind"
     )
     assert [tuple(vars(s).values()) for s in stats] == [tuple(row) for row in view]
 

@@ -55,6 +55,18 @@ def test_flow_quickstart_logs_like_the_seed() -> None:
     assert body[4].endswith("- Finished in state Completed()")
 
 
+def test_a_cached_flow_runs_its_tasks_once_across_processes() -> None:
+    first = run_example("flow_caching.py")
+    assert first.stdout == "load\nclean\nsummarize\nreport: 6.25\nreport: 6.25\n"
+    second = run_example("flow_caching.py")
+    assert second.stdout == "report: 6.25\nreport: 6.25\n"
+    body = [line.split(" | ", 2)[2] for line in second.stderr.splitlines()]
+    assert [re.sub(r"run '[a-z]+-[a-z]+'", "run 'x'", line) for line in body] == [
+        "Flow run 'x' - Beginning flow run 'x' for flow 'daily-report'",
+        "Flow run 'x' - Finished in state Cached(type=COMPLETED)",
+    ] * 2
+
+
 def test_the_logging_level_setting_silences_the_flow_log() -> None:
     assert run_example("flow_quickstart.py", TASKSTASH_LOGGING_LEVEL="WARNING").stderr == ""
 

@@ -47,6 +47,7 @@ def header(
     created_at: float = NOW,
     expires_at: float | None = None,
     compute_seconds: float = 0.5,
+    kind: str = "task",
 ) -> ResultHeader:
     return make_header(
         key,
@@ -59,6 +60,7 @@ def header(
         compute_seconds=compute_seconds,
         run_id="0b7e4c1e-0000-4000-8000-000000000000",
         components={"inputs": "1" * 32, "task_source": "2" * 32},
+        kind=kind,
     )
 
 
@@ -601,12 +603,13 @@ def test_docs_document_every_column(tmp_path: Path) -> None:
 def test_docs_queries_run(index_backend: str, store: Store, storage: LocalStorage) -> None:
     other = "(PostgreSQL" if index_backend == "sqlite" else "(SQLite"
     queries = [q for q in doc_queries() if other not in q.splitlines()[0]]
-    assert len(queries) == 6
+    assert len(queries) == 7
     now = time.time()
     save(store, storage, key_of(1), b"a", created_at=now - 30)
     save(store, storage, key_of(2), b"bb", created_at=now - 20, expires_at=now - 10)
     save(store, storage, key_of(3), b"ccc", created_at=now - 10, task_name="other")
     save(store, storage, key_of(4), b"dddd", created_at=now - 5)
+    save(store, storage, key_of(5), b"e", created_at=now - 1, task_name="report", kind="flow")
     store.note_hit(key_of(1), now)
     store.flush_hits()
     results = {}
@@ -623,6 +626,8 @@ def test_docs_queries_run(index_backend: str, store: Store, storage: LocalStorag
     assert [row[0] for row in expired] == [key_of(2)]
     saved = next(rows for title, rows in results.items() if "time saved" in title)
     assert saved[0][:2] == ("add_one", 1)
+    kinds = next(rows for title, rows in results.items() if "cached flows'" in title)
+    assert [tuple(row)[:3] for row in kinds] == [("flow", 1, 0), ("task", 4, 1)]
 
 
 def test_totals_and_computations_follow_every_write(tmp_path: Path) -> None:

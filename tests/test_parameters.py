@@ -94,7 +94,7 @@ def test_an_index_of_schema_3_gains_the_column(tmp_path: Path) -> None:
     conn.commit()
     conn.close()
     columns = [row[1] for row in Index(path).connection().execute("PRAGMA table_info(records)")]
-    assert columns[-1] == "parameters"
+    assert "parameters" in columns
     readable = Index(path).connection().execute("SELECT parameters FROM records_readable")
     assert readable.fetchall() == []
 

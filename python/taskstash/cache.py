@@ -30,7 +30,7 @@ import os
 import time
 from collections.abc import Callable, Iterable
 from itertools import islice
-from typing import Any
+from typing import Any, TypedDict
 
 from taskstash import settings
 from taskstash.cache_reports import Pruned, TaskStats, where_clause
@@ -66,6 +66,14 @@ _DELETE_SECONDS = 0.2
 _DELETE_CHUNKS = (500, 2000, 50_000)  # the fewest records per transaction, the first, the most
 # `records(task=..., limit=...)` first looks for the newest records among this many newest rows.
 _PROBE_ROWS = 5000
+
+
+class _Scope(TypedDict):
+    """The records an operation is narrowed to: conditions of `where_clause`, None for any."""
+
+    task: str | None
+    kind: str | None
+    storage: str | None
 
 
 class Cache(ResultsByKey):
@@ -125,6 +133,7 @@ class Cache(ResultsByKey):
         self,
         *,
         task: str | None = None,
+        kind: str | None = None,
         expired: bool | None = None,
         older_than: float | None = None,
         key_prefix: str | None = None,
@@ -134,7 +143,8 @@ class Cache(ResultsByKey):
         """Records, newest first.
 
         Args:
-            task: Only this task's (by name).
+            task: Only this task's (by name; a flow's by the flow's name).
+            kind: Only `"task"` records or only `"flow"` records.
             expired: Only expired records (True) or only live ones (False).
             older_than: Only records created more than this many seconds ago.
             key_prefix: Only keys starting with this.
@@ -143,6 +153,7 @@ class Cache(ResultsByKey):
         """
         conditions: dict[str, Any] = {
             "task": task,
+            "kind": kind,
             "expired": expired,
             "older_than": older_than,
             "key_prefix": key_prefix,
@@ -150,7 +161,7 @@ class Cache(ResultsByKey):
         }
         select = f"SELECT {', '.join(COLUMNS)} FROM records"
         order = " ORDER BY created_at DESC"
-        narrowed = task is not None or expired is not None or storage is not None
+        narrowed = any(v is not None for v in (task, kind, expired, storage))
         if limit is not None and limit > 0 and narrowed and key_prefix is None:
             found = self._newest(select, order, int(limit), conditions)
             if found is not None:
@@ -202,7 +213,9 @@ class Cache(ResultsByKey):
         return found[0]
 
     def stats(self, *, storage: StorageSpec | None = None) -> list[TaskStats]:
-        """Per task: records, bytes, hits, hit rate and compute time saved (most hits first).
+        """Per task (and cached flow): records, bytes, hits, hit rate and compute time saved.
+
+        Most hits first; a flow and a task of the same name are counted apart.
 
         Args:
             storage: Only records stored there.
@@ -216,9 +229,9 @@ class Cache(ResultsByKey):
             "SELECT task_name, count(*), sum(size_bytes), sum(hit_count) AS hits, "
             "sum(computations), "
             "round(sum(hit_count) * 1.0 / (sum(hit_count) + sum(computations)), 4), "
-            "sum(hit_count * compute_seconds) "
+            "sum(hit_count * compute_seconds), kind "
             f"FROM records{self.store.index.database.not_indexed}{where} "
-            "GROUP BY task_name ORDER BY hits DESC, task_name",
+            "GROUP BY task_name, kind ORDER BY hits DESC, task_name, kind",
             params,
         )
         return [TaskStats(*row) for row in rows]  # type: ignore[arg-type]
@@ -262,6 +275,7 @@ class Cache(ResultsByKey):
         max_size: int | None = None,
         keep_newest: int | None = None,
         task: str | None = None,
+        kind: str | None = None,
         dry_run: bool = False,
         progress: Progress | None = None,
         storage: StorageSpec | None = None,
@@ -272,7 +286,8 @@ class Cache(ResultsByKey):
         Records that are expired (with `expired`), older than `older_than` seconds, or not
         among the `keep_newest` newest of their task go (any one reason suffices); then, with
         `max_size`, least recently used ones until the index holds at most `max_size` bytes.
-        `task` and `storage` restrict all of it to one task's, or one storage's, records.
+        `task`, `kind` and `storage` restrict all of it to one task's (or flow's), to tasks' or
+        flows', or to one storage's records.
 
         Args:
             expired: Remove expired records.
@@ -281,7 +296,8 @@ class Cache(ResultsByKey):
             keep_newest: Keep only this many records of each task, the newest (by creation);
                 a task is told apart by its name and qualified name. Records of older versions
                 of a task's code, or of inputs no longer used, go.
-            task: Only this task's records.
+            task: Only this task's records (or this flow's).
+            kind: Only `"task"` records, or only `"flow"` records.
             dry_run: Report what would be removed; remove nothing.
             progress: Called with (removed, to remove) as records go.
             storage: Only records stored there; `max_size` is then that storage's size.
@@ -294,13 +310,14 @@ class Cache(ResultsByKey):
         if keep_newest is not None and keep_newest < 0:
             raise ValueError(f"keep_newest must be 0 or more, not {keep_newest}")
         url = self._url(storage)
-        chosen = dict(self._matching(expired=expired, older_than=older_than, task=task, url=url))
+        only: _Scope = {"task": task, "kind": kind, "storage": url}
+        chosen = dict(self._matching(expired=expired, older_than=older_than, only=only))
         if keep_newest is not None:
-            chosen.update(self._beyond_newest(keep_newest, task, url))
+            chosen.update(self._beyond_newest(keep_newest, only))
         if max_size is not None:
             self.store.flush_hits()  # this process's recent hits count as recent use
             total = self.totals(storage=storage)[1] - sum(chosen.values())
-            for key, size in self._least_recently_used(task, url):
+            for key, size in self._least_recently_used(only):
                 if total <= max_size:
                     break
                 if key not in chosen:
@@ -329,9 +346,12 @@ class Cache(ResultsByKey):
         return self._remove(chosen, progress, delete_objects)
 
     def _matching(
-        self, *, expired: bool, older_than: float | None, task: str | None, url: str | None
+        self, *, expired: bool, older_than: float | None, only: _Scope
     ) -> Iterable[tuple[str, int]]:
-        """Keys and sizes of records that are expired or too old (either one suffices)."""
+        """Keys and sizes of records that are expired or too old (either one suffices).
+
+        `only` narrows them (`task`, `kind`, `storage`: conditions of `where_clause`).
+        """
         now = time.time()
         reasons: list[str] = []
         params: list[object] = []
@@ -343,23 +363,21 @@ class Cache(ResultsByKey):
             params.append(now - older_than)
         if not reasons:
             return []
+        narrowing, narrowed = where_clause(**only)
         where = "(" + " OR ".join(reasons) + ")"
-        if task is not None:
-            where += " AND task_name = ?"
-            params.append(task)
-        if url is not None:
-            where += " AND storage = ?"
-            params.append(url)
-        rows = self._rows(f"SELECT key, size_bytes FROM records WHERE {where}", tuple(params))
+        if narrowing:
+            where += " AND " + narrowing.removeprefix(" WHERE ")
+        sql = f"SELECT key, size_bytes FROM records WHERE {where}"
+        rows = self._rows(sql, (*params, *narrowed))
         return [(str(key), int(size)) for key, size in rows]  # type: ignore[call-overload]
 
-    def _beyond_newest(self, keep: int, task: str | None, url: str | None) -> list[tuple[str, int]]:
+    def _beyond_newest(self, keep: int, only: _Scope) -> list[tuple[str, int]]:
         """Keys and sizes of the records after the `keep` newest of their task.
 
         One statement: a window numbers each task's records newest first, in one sort of the
         (task's) rows.
         """
-        where, params = where_clause(task=task, storage=url)
+        where, params = where_clause(**only)
         rows = self._rows(
             "SELECT key, size_bytes FROM ("
             "SELECT key, size_bytes, row_number() OVER ("
@@ -369,8 +387,8 @@ class Cache(ResultsByKey):
         )
         return [(str(key), int(size)) for key, size in rows]  # type: ignore[call-overload]
 
-    def _least_recently_used(self, task: str | None, url: str | None) -> Iterable[tuple[str, int]]:
-        where, params = where_clause(task=task, storage=url)
+    def _least_recently_used(self, only: _Scope) -> Iterable[tuple[str, int]]:
+        where, params = where_clause(**only)
         cursor = self.store.index.connection().execute(
             f"SELECT key, size_bytes FROM records{where} "
             "ORDER BY coalesce(last_hit_at, created_at)",

@@ -10,16 +10,18 @@ __all__ = ["Pruned", "TaskStats", "where_clause"]
 
 @dataclass(frozen=True)
 class TaskStats:
-    """What the cache holds for one task, and what it has saved.
+    """What the cache holds for one task (or flow), and what it has saved.
 
     Attributes:
-        task_name: The task.
+        task_name: The task, or the flow.
         records: Records of the task.
         total_bytes: Bytes of their result files.
         hits: Hits written to the index (they lag running programs by about a second).
         computations: Times its records were computed (stored).
         hit_rate: `hits / (hits + computations)`.
         compute_seconds_saved: The sum over records of hits times computing time.
+        kind: `"task"`, or `"flow"` for a cached flow's records (a flow and a task of the same
+            name are counted apart).
     """
 
     task_name: str
@@ -29,6 +31,7 @@ class TaskStats:
     computations: int
     hit_rate: float
     compute_seconds_saved: float
+    kind: str = "task"
 
 
 @dataclass(frozen=True)
@@ -52,13 +55,17 @@ class Pruned:
 def where_clause(
     *,
     task: str | None = None,
+    kind: str | None = None,
     expired: bool | None = None,
     older_than: float | None = None,
     key_prefix: str | None = None,
     storage: str | None = None,
     unindexed: str = "",
 ) -> tuple[str, tuple[object, ...]]:
-    """A ` WHERE ...` clause (or "") and its parameters; every condition uses an index.
+    """A ` WHERE ...` clause (or "") and its parameters; every condition but `kind` uses an index.
+
+    `kind` has none: it matches most rows (tasks') or few (flows'), and `Cache.records` looks
+    among the newest rows first.
 
     With `unindexed` (the database's hint, `IndexDatabase.unindexed`), the task and expiry
     conditions are written so that the planner does not use their indexes (`+task_name`).
@@ -70,6 +77,9 @@ def where_clause(
     if task is not None:
         clauses.append(f"{plus}task_name = ?")
         params.append(task)
+    if kind is not None:
+        clauses.append("kind = ?")
+        params.append(kind)
     if expired is True:
         clauses.append(f"{plus}expires_at IS NOT NULL AND {plus}expires_at <= ?")
         params.append(now)

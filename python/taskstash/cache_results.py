@@ -145,7 +145,8 @@ class ResultsByKey:
                 by default the cache's storage.
             task_name: The task the record is listed under: by default that of the record it
                 replaces, or `WRITTEN_TASK_NAME` if it replaces none.
-            task_qualname: Likewise, its qualified name (default `WRITTEN_TASK_QUALNAME`).
+            task_qualname: Likewise, its qualified name (default `WRITTEN_TASK_QUALNAME`). A
+                record replacing a flow's stays a flow's.
 
         Returns:
             The new record.
@@ -163,9 +164,11 @@ class ResultsByKey:
         else:
             expires_at = None
         replaced = self.store.index.get(key)
+        kind = "task"
         if replaced is not None:
             task_name = task_name or replaced.task_name
             task_qualname = task_qualname or replaced.task_qualname
+            kind = replaced.kind
         target = self.storage if storage is None else resolve_storage(storage, self.storage.url)
         return self.store.save_value(
             key,
@@ -177,6 +180,7 @@ class ResultsByKey:
             task_qualname=task_qualname or WRITTEN_TASK_QUALNAME,
             created_at=now,
             expires_at=expires_at,
+            kind=kind,
         )
 
     def delete(self, key: str) -> bool:

@@ -10,6 +10,9 @@ task that agrees on most of them, and names the components that differ: a change
 edited task, another flow run. Records also keep the keys of the pieces of the task's code
 and the key of each argument (`task_source:helpers.normalize`, `inputs:region`), so a change is
 told by name: "inputs (region changed), task_source (helpers.normalize changed)".
+
+A cached flow is explained the same way, through the task that caches its calls: an edited
+task inside it shows as a piece of its code, `task_source (pipeline.clean changed)`.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from taskstash.cache import Cache
 from taskstash.cache_policies import component_pieces
 from taskstash.context import TaskRun, TaskRunContext, current_flow_run
 from taskstash.destinations import index_path
+from taskstash.flows import Flow
 from taskstash.store import Record
 from taskstash.task_runs import key_of, why_uncached
 from taskstash.tasks import Task
@@ -35,7 +39,7 @@ class Explanation:
     """How a call's key compares with the records of its task.
 
     Attributes:
-        task: The task's name.
+        task: The task's (or flow's) name.
         key: The call's key; None if the call would not be cached at all.
         components: The call's components (name -> hash).
         hit: Whether a live record with this key exists.
@@ -66,14 +70,22 @@ class Explanation:
         )
 
 
-def explain(task: Task[Any, Any], /, *args: Any, **kwargs: Any) -> Explanation:
+def explain(task: Task[Any, Any] | Flow[Any, Any], /, *args: Any, **kwargs: Any) -> Explanation:
     """How the call `task(*args, **kwargs)` would be keyed, and why it would miss.
 
-    Inside a flow run the run's id and parameters count, as they would for a real call.
+    `task` may also be a flow: its calls are cached (and explained) if it has a cache policy
+    or key function. Inside a flow run the run's id and parameters count, as they would for a
+    real call.
 
     Raises:
         TypeError: The arguments do not fit the task's signature.
     """
+    if isinstance(task, Flow):
+        if task.cache_task is None:
+            task.signature.bind(*args, **kwargs)
+            reason = "the flow is not cached: it has no cache_policy or cache_key_fn"
+            return Explanation(task.name, None, {}, False, None, reason=reason)
+        task = task.cache_task
     parameters = task.bind(args, kwargs)
     flow_run = current_flow_run()
     task_run = TaskRun(task.name, flow_run.id if flow_run is not None else None)
@@ -95,7 +107,11 @@ def explain(task: Task[Any, Any], /, *args: Any, **kwargs: Any) -> Explanation:
     cache = Cache(index_path(task), task.result_storage or settings.current().local_storage_path)
     # The task's records only (records_task_name), and one lookup for the key: never a list of
     # the whole index, which could hold a million records.
-    records = [r for r in cache.records(task=task.name) if r.task_qualname == task.qualified_name]
+    records = [
+        r
+        for r in cache.records(task=task.name)
+        if r.task_qualname == task.qualified_name and r.kind == task.kind
+    ]
     hit = cache.store.lookup(key, time.time()) is not None
     nearest = max(records, key=lambda r: _agreement(r.components, components), default=None)
     differs = [] if nearest is None else _differences(nearest.components, components)

@@ -9,6 +9,9 @@ function closes over:
 - a function in a file run as a script (`python pipeline.py`, whose module is `__main__`) is
   named as `import pipeline` would name it, so a script and an import of the same file share
   records, and two different scripts never do.
+
+A cached flow's identity is made the same way from its function and name, under another tag: a
+flow's records are never a task's.
 """
 
 from __future__ import annotations
@@ -20,7 +23,13 @@ from taskstash.hashing import hash_objects
 from taskstash.hashing.modules import importable_module_name, module_name_of_file
 from taskstash.hashing.source import closure_key
 
-__all__ = ["importable_module_name", "module_name_of_file", "qualified_name", "task_identity"]
+__all__ = [
+    "flow_identity",
+    "importable_module_name",
+    "module_name_of_file",
+    "qualified_name",
+    "task_identity",
+]
 
 
 def qualified_name(function: Callable[..., Any]) -> str:
@@ -33,3 +42,8 @@ def qualified_name(function: Callable[..., Any]) -> str:
 def task_identity(function: Callable[..., Any], name: str) -> str:
     """The key of a task's identity: `qualified_name`, the task's name and its closure values."""
     return hash_objects("task-identity", qualified_name(function), name, closure_key(function))
+
+
+def flow_identity(function: Callable[..., Any], name: str) -> str:
+    """The key of a cached flow's identity: as a task's, but never equal to any task's."""
+    return hash_objects("flow-identity", qualified_name(function), name, closure_key(function))

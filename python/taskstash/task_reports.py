@@ -48,7 +48,8 @@ def warn_once(task: Task[Any, Any], cause: str, message: str) -> None:
     if cause in task.warned:
         return
     task.warned.add(cause)
-    logger.warning("Task %r: %s. (Said once per task.)", task.name, message)
+    kind = task.kind
+    logger.warning("%s %r: %s. (Said once per %s.)", kind.capitalize(), task.name, message, kind)
 
 
 def warn_index_unusable(task: Task[Any, Any], exc: BaseException) -> None:
@@ -76,12 +77,12 @@ def warn_unhashable(task: Task[Any, Any], parameters: dict[str, Any], error: Has
     argument = path.split("[", 1)[0].split("{", 1)[0]
     if argument in parameters:
         remedy = (
-            f"exclude it with cache_policy=INPUTS - {argument!r}, give the task a cache_key_fn, "
-            "or use cache_policy=NO_CACHE"
+            f"exclude it with cache_policy=INPUTS - {argument!r}, give the {task.kind} a "
+            "cache_key_fn, or use cache_policy=NO_CACHE"
         )
         what = f"argument {argument!r} cannot be hashed ({error})"
     else:
-        remedy = "give the task a cache_key_fn, or use cache_policy=NO_CACHE"
+        remedy = f"give the {task.kind} a cache_key_fn, or use cache_policy=NO_CACHE"
         what = f"a value in its cache key cannot be hashed ({error})"
     warn_once(task, f"hash:{argument}", f"{what}, so this call runs uncached; {remedy}")
 

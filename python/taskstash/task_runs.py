@@ -67,7 +67,18 @@ from taskstash.transactions import IsolationLevel, Transaction, get_transaction
 if TYPE_CHECKING:
     from taskstash.tasks import Task
 
-__all__ = ["key_of", "run", "run_async", "start", "why_uncached"]
+__all__ = [
+    "key_of",
+    "open_transaction",
+    "release_lock",
+    "run",
+    "run_async",
+    "start",
+    "store_result",
+    "take_lock",
+    "take_lock_async",
+    "why_uncached",
+]
 
 # Inside a flow every task run is reported, as a flow's log; outside one a task is just a cached
 # function call, reported only at DEBUG (see `taskstash.task_reports`).
@@ -109,12 +120,12 @@ def run(task: Task[Any, Any], call: _Call, return_state: bool) -> Any:
     """Runs a sync task's body for a call `start` did not answer from the cache."""
     lock: _Lock | None = None
     if call.lock is not None:
-        lock, value = _take_lock(call)
+        lock, value = take_lock(call)
         if value is not MISSING:
             return Cached(value) if return_state else value
         if lock is None:
-            call.lock = None  # no lock to take (see `_take_lock`): run as READ_COMMITTED
-    txn = _open_transaction(call, lock)
+            call.lock = None  # no lock to take (see `take_lock`): run as READ_COMMITTED
+    txn = open_transaction(call, lock)
     started = time.perf_counter()
     try:
         if lock is None:
@@ -151,12 +162,12 @@ async def _run_async(
         return Cached(call) if return_state else call
     lock: _Lock | None = None
     if call.lock is not None:
-        lock, value = await _take_lock_async(call)
+        lock, value = await take_lock_async(call)
         if value is not MISSING:
             return Cached(value) if return_state else value
         if lock is None:
             call.lock = None
-    txn = _open_transaction(call, lock)
+    txn = open_transaction(call, lock)
     started = time.perf_counter()
     try:
         if lock is None:
@@ -179,7 +190,7 @@ _Lock = tuple[LockManager, str, str]
 """A SERIALIZABLE call's lock: its manager, the key and the holder."""
 
 
-def _take_lock(call: _Call) -> tuple[_Lock | None, object]:
+def take_lock(call: _Call) -> tuple[_Lock | None, object]:
     """Takes a SERIALIZABLE call's lock.
 
     Returns `(lock, MISSING)`; `(None, value)` if the holder before stored the result
@@ -202,8 +213,8 @@ def _take_lock(call: _Call) -> tuple[_Lock | None, object]:
     return _after_locking(call, key, holder)
 
 
-async def _take_lock_async(call: _Call) -> tuple[_Lock | None, object]:
-    """`_take_lock` for an async task: waits for the lock without blocking the event loop."""
+async def take_lock_async(call: _Call) -> tuple[_Lock | None, object]:
+    """`take_lock` for an async task: waits for the lock without blocking the event loop."""
     assert call.lock is not None
     key, holder = _lock_of(call)
     outer = get_transaction()
@@ -223,15 +234,15 @@ def _after_locking(call: _Call, key: str, holder: str) -> tuple[_Lock | None, ob
         # Whoever held the lock before may have stored the result meanwhile.
         value = _look_again(call)
     except BaseException:
-        _release(call, key, holder)
+        release_lock(call, key, holder)
         raise
     if value is not MISSING:
-        _release(call, key, holder)
+        release_lock(call, key, holder)
         return None, value
     return (call.lock, key, holder), MISSING
 
 
-def _open_transaction(call: _Call, lock: _Lock | None) -> Transaction:
+def open_transaction(call: _Call, lock: _Lock | None) -> Transaction:
     """The call's own transaction, opened (nested in the current one, if any).
 
     It holds the call's SERIALIZABLE lock, if any, until it commits or rolls back.
@@ -250,7 +261,8 @@ def _open_transaction(call: _Call, lock: _Lock | None) -> Transaction:
     return txn
 
 
-def _release(call: _Call, key: str, holder: str) -> None:
+def release_lock(call: _Call, key: str, holder: str) -> None:
+    """Releases the lock of a SERIALIZABLE call that stores nothing under it."""
     assert call.lock is not None
     try:
         call.lock.release_lock(key, holder)
@@ -450,7 +462,8 @@ def _hit(
     if value is MISSING:
         return MISSING
     store.note_hit(key, now)
-    if logger.isEnabledFor(_INFO if flow_run is not None else _DEBUG):
+    # A flow's hit is reported by the flow, as a flow run's end.
+    if task.kind == "task" and logger.isEnabledFor(_INFO if flow_run is not None else _DEBUG):
         log_hit(task_run, flow_run)
     return value
 
@@ -523,30 +536,46 @@ def _decode(
 def _completed(
     call: _Call, txn: Transaction, value: Any, compute_seconds: float, return_state: bool
 ) -> Any:
-    """Stages the result of a call that ran and closes its transaction.
-
-    The record is written when the transaction commits: at once, or with the transaction the
-    call is part of.
+    """Stores the result of a call that ran (see `store_result`) and reports it.
 
     Returns:
         The call's state or its value.
     """
-    task = call.task
-    destination = call.record
-    if destination is not None:
-        staged = _stage(call, destination, value, compute_seconds)
-        if staged is not None:
-            txn.stage_record(destination.store, staged)
-    # The value itself stays with the caller: a long transaction must not keep every result.
-    txn.stage(None, on_rollback_hooks=task.on_rollback_hooks, on_commit_hooks=task.on_commit_hooks)
-    txn.__exit__(None, None, None)
+    run_id = str(call.flow_run.id) if call.flow_run is not None else None
+    store_result(call, txn, value, compute_seconds, run_id)
     state: Completed[Any] = Completed(value)
     log_finished(call.task_run, call.flow_run, state)
     return state if return_state else value
 
 
+def store_result(
+    call: _Call, txn: Transaction, value: Any, compute_seconds: float, run_id: str | None
+) -> None:
+    """Stages the result of a call that ran and closes its transaction.
+
+    The record is written when the transaction commits: at once, or with the transaction the
+    call is part of.
+
+    Args:
+        call: The call.
+        txn: Its transaction (`open_transaction`).
+        value: The result.
+        compute_seconds: How long computing it took.
+        run_id: The flow run that computed it, for its record.
+    """
+    task = call.task
+    destination = call.record
+    if destination is not None:
+        staged = _stage(call, destination, value, compute_seconds, run_id)
+        if staged is not None:
+            txn.stage_record(destination.store, staged)
+    # The value itself stays with the caller: a long transaction must not keep every result.
+    txn.stage(None, on_rollback_hooks=task.on_rollback_hooks, on_commit_hooks=task.on_commit_hooks)
+    txn.__exit__(None, None, None)
+
+
 def _stage(
-    call: _Call, destination: _Destination, value: Any, compute_seconds: float
+    call: _Call, destination: _Destination, value: Any, compute_seconds: float, run_id: str | None
 ) -> Staged | None:
     """The call's record, written aside for its transaction; None if it cannot be (warned)."""
     task = call.task
@@ -567,9 +596,10 @@ def _stage(
             created_at=now,
             expires_at=expires_at,
             compute_seconds=compute_seconds,
-            run_id=str(call.flow_run.id) if call.flow_run is not None else None,
+            run_id=run_id,
             components=destination.components,
             parameters=render_parameters(call.parameters) if current.record_parameters else None,
+            kind=task.kind,
             remember=task.cache_result_in_memory,
         )
     except SerializationError as exc:

@@ -136,6 +136,9 @@ class Task(Generic[P, R]):
         )
         """The serializer of `result_serializer` (`DEFAULT_SERIALIZER` when it is None)."""
         self.cache_result_in_memory = cache_result_in_memory
+        self.kind: Literal["task", "flow"] = "task"
+        """What the calls are of: `"flow"` for the task through which a cached flow's calls are
+        keyed, looked up and stored (`Flow.cache_task`), whose records are marked so."""
         self.warned: set[str] = set()
         """Causes already warned about, so each is logged once per task, not once per call."""
         self.resolved: tuple[object, Any, Any] | None = None

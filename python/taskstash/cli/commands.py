@@ -63,7 +63,8 @@ def parser() -> argparse.ArgumentParser:
         return sub
 
     ls = command("ls", _ls, "list records, newest first")
-    ls.add_argument("--task", help="only this task's records")
+    ls.add_argument("--task", help="only this task's (or flow's) records")
+    ls.add_argument("--kind", choices=_KINDS, help="only tasks' or only cached flows' records")
     ls.add_argument("--expired", action="store_true", help="only expired records")
     ls.add_argument("--older-than", type=_age, metavar="AGE", help="only older ones (7d, 12h)")
     ls.add_argument("--limit", type=_count, default=50, help="at most this many (default 50)")
@@ -80,16 +81,20 @@ def parser() -> argparse.ArgumentParser:
     rm.add_argument("keys", nargs="+", metavar="KEY", help="a key, or a prefix of one")
     rm.add_argument("--yes", action="store_true", help="also remove records named by a prefix")
 
-    command("stats", _stats, "records, bytes, hits, hit rate and time saved, per task")
+    command(
+        "stats",
+        _stats,
+        "records, bytes, hits, hit rate and time saved, per task (and cached flow)",
+    )
 
     explain = command(
         "explain",
         _explain,
-        "why a call of a task misses",
+        "why a call of a task (or cached flow) misses",
         "Loading the task imports its module or file, which runs that file's top-level code "
         "(as `import` does; the task itself is not run).",
     )
-    explain.add_argument("target", help="the task, as module:name or path/to/file.py:name")
+    explain.add_argument("target", help="the task or flow, as module:name or path/to/file.py:name")
     explain.add_argument(
         "--arg",
         action="append",
@@ -114,7 +119,8 @@ def parser() -> argparse.ArgumentParser:
         help="all but each task's N newest records (those of older code or inputs)",
     )
     prune.add_argument("--max-size", type=_size, metavar="SIZE", help="evict down to SIZE")
-    prune.add_argument("--task", help="only this task's records")
+    prune.add_argument("--task", help="only this task's (or flow's) records")
+    prune.add_argument("--kind", choices=_KINDS, help="only tasks' or only cached flows' records")
     prune.add_argument("--dry-run", action="store_true", help="only say what would go")
     prune.add_argument("--delete-objects", action="store_true", help=_DELETE_OBJECTS_HELP)
 
@@ -148,6 +154,8 @@ def parser() -> argparse.ArgumentParser:
     )
     return main
 
+
+_KINDS = ("task", "flow")
 
 _STORAGE_HELP = (
     "a result storage: a path, a URL (s3://bucket/prefix) or a name of the settings file; "
@@ -189,6 +197,7 @@ def _size(text: str) -> int:
 def _ls(cache: Cache, options: argparse.Namespace) -> int:
     records = cache.records(
         task=options.task,
+        kind=options.kind,
         expired=True if options.expired else None,
         older_than=options.older_than,
         limit=options.limit,
@@ -209,6 +218,9 @@ def _ls(cache: Cache, options: argparse.Namespace) -> int:
         )
         for r in records
     ]
+    if any(r.kind != "task" for r in records):  # a column only where there are flows' records
+        header = (*header[:2], "KIND", *header[2:])
+        rows = [(*row[:2], r.kind, *row[2:]) for row, r in zip(rows, records, strict=True)]
     shown = [_parameters(r) for r in records]
     if any(shown):  # a column only for records that keep their arguments
         header += ("ARGUMENTS",)
@@ -282,7 +294,7 @@ def _stats(cache: Cache, options: argparse.Namespace) -> int:
     if options.json:
         output.print_json({"records": records, "bytes": total, "tasks": [asdict(s) for s in stats]})
         return 0
-    rows = [
+    rows: list[tuple[str, ...]] = [
         (
             s.task_name,
             str(s.records),
@@ -293,7 +305,11 @@ def _stats(cache: Cache, options: argparse.Namespace) -> int:
         )
         for s in stats
     ]
-    output.table(("TASK", "RECORDS", "SIZE", "HITS", "HIT RATE", "TIME SAVED"), rows)
+    header: tuple[str, ...] = ("TASK", "RECORDS", "SIZE", "HITS", "HIT RATE", "TIME SAVED")
+    if any(s.kind != "task" for s in stats):  # a column only where there are flows' records
+        header = (header[0], "KIND", *header[1:])
+        rows = [(row[0], s.kind, *row[1:]) for row, s in zip(rows, stats, strict=True)]
+    output.table(header, rows)
     where = cache.path if options.storage is None else f"{cache.path}, in {cache.storage.url}"
     print(f"\n{output.count(records, 'record')}, {output.size(total)} in {where}")
     return 0
@@ -335,6 +351,7 @@ def _prune(cache: Cache, options: argparse.Namespace) -> int:
         max_size=options.max_size,
         keep_newest=options.keep_newest,
         task=options.task,
+        kind=options.kind,
         dry_run=options.dry_run,
         progress=output.progress_bar("pruning"),
         storage=_only(cache, options),

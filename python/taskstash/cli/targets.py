@@ -1,4 +1,4 @@
-"""The `explain` command's target (`module:task` or `path/to/file.py:task`) and `--arg`s."""
+"""The `explain` command's target (a task or flow, `module:name` or `path/to/file.py:name`)."""
 
 from __future__ import annotations
 
@@ -11,14 +11,15 @@ from pathlib import Path
 from typing import Any
 
 from taskstash.cli.errors import EXIT_NOT_FOUND, EXIT_USAGE, CommandError
+from taskstash.flows import Flow
 from taskstash.identity import module_name_of_file
 from taskstash.tasks import Task
 
 __all__ = ["arguments", "load_task"]
 
 
-def load_task(target: str) -> Task[Any, Any]:
-    """The task `target` names, importing its module (which runs the module's top-level code).
+def load_task(target: str) -> Task[Any, Any] | Flow[Any, Any]:
+    """The task or flow `target` names, importing its module (which runs its top-level code).
 
     Raises:
         CommandError: `target` is malformed, cannot be imported, or names no task.
@@ -26,7 +27,7 @@ def load_task(target: str) -> Task[Any, Any]:
     module_name, _, attribute = target.rpartition(":")
     if not module_name or not attribute:
         raise CommandError(
-            f"{target!r} names no task; write it as module:task or path/to/file.py:task",
+            f"{target!r} names no task or flow; write it as module:task or path/to/file.py:task",
             EXIT_USAGE,
         )
     print(
@@ -46,13 +47,13 @@ def load_task(target: str) -> Task[Any, Any]:
     found = getattr(module, attribute, None)
     if found is None:
         raise CommandError(
-            f"{module_name} has no {attribute!r}; name a task defined at its top level",
+            f"{module_name} has no {attribute!r}; name a task or flow defined at its top level",
             EXIT_NOT_FOUND,
         )
-    if not isinstance(found, Task):
+    if not isinstance(found, Task | Flow):
         raise CommandError(
             f"{target} is not a task but a {type(found).__name__}; name a function decorated "
-            "with @task",
+            "with @task or @flow",
             EXIT_NOT_FOUND,
         )
     return found
@@ -92,8 +93,8 @@ def _import(module_name: str) -> object:
         ) from exc
 
 
-def arguments(task: Task[Any, Any], texts: list[str]) -> dict[str, object]:
-    """The `--arg NAME=VALUE`s as the task's keyword arguments.
+def arguments(task: Task[Any, Any] | Flow[Any, Any], texts: list[str]) -> dict[str, object]:
+    """The `--arg NAME=VALUE`s as the task's (or flow's) keyword arguments.
 
     A value is a Python literal (`2`, `'a'`, `[1, 2]`, `None`) if it reads as one, else the plain
     string.

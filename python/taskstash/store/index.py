@@ -55,6 +55,7 @@ COLUMNS: Final = (
     "compute_seconds",
     "run_id",
     "parameters",
+    "kind",
     "components",
 )
 """The columns of `records`, in the order of `Record`'s fields."""
@@ -80,6 +81,7 @@ class Record:
         compute_seconds: How long computing the result took.
         run_id: The flow run that computed it, if any.
         parameters: A short text of the call's arguments (`x=1, path='a.csv'`), or None.
+        kind: `"task"` for the result of a task's call, `"flow"` for a flow's.
         components: Hash of each cache-policy component, by component name.
     """
 
@@ -98,6 +100,7 @@ class Record:
     compute_seconds: float
     run_id: str | None
     parameters: str | None = None
+    kind: str = "task"
     components: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -119,6 +122,7 @@ class Record:
             compute_seconds=header.compute_seconds,
             run_id=header.run_id,
             parameters=header.parameters,
+            kind=header.kind,
             components=dict(header.components),
         )
 

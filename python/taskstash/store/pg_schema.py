@@ -1,7 +1,8 @@
 """The index schema on PostgreSQL: the same tables, columns and views as on SQLite.
 
-docs/schema.md documents both. PostgreSQL indexes start at the current schema version (`BASELINE`,
-created in one step); later versions append a step here and one in `taskstash.store.schema`.
+docs/schema.md documents both. A PostgreSQL index is created at schema version `BASELINE` in one
+step, then brought to the current version by the steps of `MIGRATIONS`, in the same transaction;
+later versions append a step here and one in `taskstash.store.schema`.
 The version is kept in the one-row table `taskstash_schema`.
 
 What differs from SQLite: column types (`double precision`, `bigint`), `expired` in the
@@ -164,8 +165,68 @@ def create_baseline(conn: Any) -> None:
 
 
 def _migrate_to_5(conn: Any) -> None:
-    """Version 5: the identity of a mapped result file once checked (see SQLite's step)."""
+    """Version 5: a record's kind (task or flow), and a mapped file's check (see SQLite's)."""
+    conn.execute("ALTER TABLE records ADD COLUMN kind text NOT NULL DEFAULT 'task'")
     conn.execute("ALTER TABLE records ADD COLUMN verified text")
+    # A view gains a column in the middle only by being made again.
+    conn.execute("DROP VIEW records_readable")
+    conn.execute(
+        """
+        CREATE VIEW records_readable AS
+        SELECT
+            key,
+            kind,
+            task_name,
+            task_qualname,
+            parameters,
+            to_char(to_timestamp(created_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')
+                AS created,
+            to_char(to_timestamp(expires_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')
+                AS expires,
+            to_char(to_timestamp(last_hit_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')
+                AS last_hit,
+            expires_at IS NOT NULL AND expires_at <= extract(epoch FROM now()) AS expired,
+            hit_count,
+            size_bytes,
+            CASE
+                WHEN size_bytes < 1024 THEN size_bytes || ' B'
+                WHEN size_bytes < 1048576 THEN round(size_bytes / 1024.0, 1) || ' KiB'
+                WHEN size_bytes < 1073741824 THEN round(size_bytes / 1048576.0, 1) || ' MiB'
+                ELSE round(size_bytes / 1073741824.0, 1) || ' GiB'
+            END AS size,
+            round(compute_seconds::numeric, 6) AS compute_seconds,
+            serializer,
+            storage,
+            location,
+            checksum,
+            run_id,
+            components,
+            computations
+        FROM records
+        """
+    )
+    conn.execute("DROP VIEW task_stats")
+    conn.execute(
+        """
+        CREATE VIEW task_stats AS
+        SELECT
+            task_name,
+            kind,
+            count(*) AS records,
+            sum(size_bytes) AS total_bytes,
+            sum(hit_count) AS hits,
+            sum(computations) AS computations,
+            round(sum(hit_count) * 1.0 / (sum(hit_count) + sum(computations)), 4) AS hit_rate,
+            sum(compute_seconds) AS compute_seconds,
+            sum(hit_count * compute_seconds) AS compute_seconds_saved,
+            to_char(to_timestamp(min(created_at)) AT TIME ZONE 'UTC',
+                'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS first_created,
+            to_char(to_timestamp(max(coalesce(last_hit_at, created_at))) AT TIME ZONE 'UTC',
+                'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS last_used
+        FROM records
+        GROUP BY task_name, kind
+        """
+    )
 
 
 MIGRATIONS: Final[tuple[Callable[[Any], None], ...]] = (_migrate_to_5,)

@@ -77,6 +77,7 @@ class ResultHeader:
         run_id: The flow run that computed it, if any.
         components: Hash of each cache-policy component that made the key, by component name.
         parameters: A short text of the call's arguments (`x=1, path='a.csv'`), or None.
+        kind: `"task"` for the result of a task's call, `"flow"` for a flow's.
     """
 
     key: str
@@ -91,6 +92,7 @@ class ResultHeader:
     run_id: str | None
     components: dict[str, str] = field(default_factory=dict)
     parameters: str | None = None
+    kind: str = "task"
 
 
 _HEADER_FIELDS: Final = tuple(f.name for f in fields(ResultHeader))
@@ -109,6 +111,7 @@ def make_header(
     run_id: str | None = None,
     components: dict[str, str] | None = None,
     parameters: str | None = None,
+    kind: str = "task",
 ) -> ResultHeader:
     """A header for `payload`, with its checksum and size computed.
 
@@ -124,6 +127,7 @@ def make_header(
         run_id: The flow run, if any.
         components: Per-component hashes of the cache policy.
         parameters: A short text of the call's arguments, or None.
+        kind: `"task"` or `"flow"`: what the result is of.
 
     Returns:
         The header.
@@ -141,6 +145,7 @@ def make_header(
         run_id=run_id,
         components=dict(components or {}),
         parameters=parameters,
+        kind=kind,
     )
 
 
@@ -290,8 +295,7 @@ def names_key(region: bytes | memoryview, key: str) -> bool:
 
     A JSON string holds no unescaped quote, so `,"key":"` appears only where a member named
     "key" starts; in the sorted header, the top-level one is the last such member, as every
-    field after it (`payload_size` to `task_qualname`, then `signature`) is a number, a string
-    or null.
+    field after it (`kind` to `task_qualname`, then `signature`) is a number, a string or null.
     """
     text = bytes(region)
     at = text.rfind(_KEY_FIELD)
@@ -404,6 +408,7 @@ def _header_from_dict(raw: dict[str, Any]) -> ResultHeader:
         run_id=text("run_id", optional=True),
         components=components,
         parameters=text("parameters", optional=True) if "parameters" in raw else None,
+        kind=text("kind") if "kind" in raw else "task",  # files written before it: tasks'
     )
 
 

@@ -243,11 +243,71 @@ def _migrate_to_4(conn: sqlite3.Connection) -> None:
 
 
 def _migrate_to_5(conn: sqlite3.Connection) -> None:
-    """Version 5: the identity of a mapped result file once checked, so no process reads it again.
+    """Version 5: a record's kind, and a mapped file's check.
 
-    NULL until a process maps the file; set again to NULL when the record is replaced.
+    `kind`: what each record is the result of (a task's call or a flow's), in the views too.
+    `verified`: the identity of a mapped result file once checked, so no process reads it again
+    (NULL until a process maps the file, and again when the record is replaced).
     """
+    # Every record made before was a task's.
+    conn.execute("ALTER TABLE records ADD COLUMN kind TEXT NOT NULL DEFAULT 'task'")
     conn.execute("ALTER TABLE records ADD COLUMN verified TEXT")
+    conn.execute("DROP VIEW records_readable")
+    conn.execute(
+        """
+        CREATE VIEW records_readable AS
+        SELECT
+            key,
+            kind,
+            task_name,
+            task_qualname,
+            parameters,
+            strftime('%Y-%m-%dT%H:%M:%fZ', created_at, 'unixepoch') AS created,
+            strftime('%Y-%m-%dT%H:%M:%fZ', expires_at, 'unixepoch') AS expires,
+            strftime('%Y-%m-%dT%H:%M:%fZ', last_hit_at, 'unixepoch') AS last_hit,
+            expires_at IS NOT NULL
+                AND expires_at <= (julianday('now') - 2440587.5) * 86400.0 AS expired,
+            hit_count,
+            size_bytes,
+            CASE
+                WHEN size_bytes < 1024 THEN size_bytes || ' B'
+                WHEN size_bytes < 1048576 THEN printf('%.1f KiB', size_bytes / 1024.0)
+                WHEN size_bytes < 1073741824 THEN printf('%.1f MiB', size_bytes / 1048576.0)
+                ELSE printf('%.1f GiB', size_bytes / 1073741824.0)
+            END AS size,
+            round(compute_seconds, 6) AS compute_seconds,
+            serializer,
+            storage,
+            location,
+            checksum,
+            run_id,
+            components,
+            computations
+        FROM records
+        """
+    )
+    # A flow and a task may share a name: each is a row of its own.
+    conn.execute("DROP VIEW task_stats")
+    conn.execute(
+        """
+        CREATE VIEW task_stats AS
+        SELECT
+            task_name,
+            kind,
+            count(*) AS records,
+            sum(size_bytes) AS total_bytes,
+            sum(hit_count) AS hits,
+            sum(computations) AS computations,
+            round(sum(hit_count) * 1.0 / (sum(hit_count) + sum(computations)), 4) AS hit_rate,
+            sum(compute_seconds) AS compute_seconds,
+            sum(hit_count * compute_seconds) AS compute_seconds_saved,
+            strftime('%Y-%m-%dT%H:%M:%fZ', min(created_at), 'unixepoch') AS first_created,
+            strftime('%Y-%m-%dT%H:%M:%fZ', max(coalesce(last_hit_at, created_at)), 'unixepoch')
+                AS last_used
+        FROM records
+        GROUP BY task_name, kind
+        """
+    )
 
 
 MIGRATIONS: Final[tuple[Callable[[sqlite3.Connection], None], ...]] = (

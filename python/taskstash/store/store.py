@@ -193,6 +193,7 @@ class Store(ResultReads, Adoption, HitCounter):
         run_id: str | None = None,
         components: dict[str, str] | None = None,
         parameters: str | None = None,
+        kind: str = "task",
         remember: bool = False,
     ) -> Record:
         """Serializes and stores a result: `stage_value`, then `commit` of that one record.
@@ -216,6 +217,7 @@ class Store(ResultReads, Adoption, HitCounter):
             run_id=run_id,
             components=components,
             parameters=parameters,
+            kind=kind,
             remember=remember,
         )
         return self.commit([staged])[0]
@@ -236,6 +238,7 @@ class Store(ResultReads, Adoption, HitCounter):
         run_id: str | None = None,
         components: dict[str, str] | None = None,
         parameters: str | None = None,
+        kind: str = "task",
         remember: bool = False,
     ) -> Staged:
         """Serializes a result into a file set aside, for `commit` to put in place and record.
@@ -258,6 +261,7 @@ class Store(ResultReads, Adoption, HitCounter):
             run_id: The flow run, if any.
             components: Per-component hashes of the cache policy.
             parameters: A short text of the call's arguments, or None.
+            kind: `"task"` or `"flow"`: what the result is of.
             remember: Keep the payload in the memory layer too once committed (if it is at
                 most `large_result_bytes`), for `fetch(remember=True)`.
 
@@ -286,6 +290,7 @@ class Store(ResultReads, Adoption, HitCounter):
             run_id=run_id,
             components=components,
             parameters=parameters,
+            kind=kind,
         )
         copy = CopyingSink(self.large_result_bytes if remember else -1)
         write = partial(_dump_copied, serializer, value, copy)
