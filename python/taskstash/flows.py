@@ -25,7 +25,6 @@ import warnings
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypeVar, overload
 
-from taskstash import flow_runs
 from taskstash.cache_policies import NO_CACHE, CacheKeyFn, CachePolicy
 from taskstash.context import FlowRun, inside_flow_run
 from taskstash.identity import flow_identity
@@ -147,6 +146,8 @@ class Flow(Generic[P, R]):
             if self.cache_task is None:
                 state: State[Any] = Completed(self._body(run, args, kwargs))
             else:
+                from taskstash import flow_runs  # the call path: loaded by the first call
+
                 body = functools.partial(self._body, run, args, kwargs)
                 state = flow_runs.run(self.cache_task, args, kwargs, body, str(run.id))
                 if state.is_cached():
@@ -168,6 +169,8 @@ class Flow(Generic[P, R]):
             if self.cache_task is None:
                 state: State[Any] = Completed(await self._body_async(run, args, kwargs))
             else:
+                from taskstash import flow_runs
+
                 body = functools.partial(self._body_async, run, args, kwargs)
                 state = await flow_runs.run_async(self.cache_task, args, kwargs, body, str(run.id))
                 if state.is_cached():
