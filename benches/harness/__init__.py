@@ -18,5 +18,7 @@ Modules, one job each:
 - `cases`: hit and miss latencies; `imports`: import time; `hashing`: cache-key hashing;
 - `stampede` (+ `stampede_worker`): many callers of one uncached slow function at once;
 - `indexgen`: fills a taskstash index with generated records; `scale`: hits on a large index;
-- `results`, `targets`, `machine`, `report`, `chart`: what was measured and how it is shown.
+- `workers`: how the harness starts its worker processes and reads their answers;
+- `results`, `targets`, `machine`, `units`, `report`, `chart`: what was measured and how it is
+  shown.
 """

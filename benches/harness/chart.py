@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from .peers import LATENCY_CONTENDERS
-from .report import LATENCY_CASES, size_text
+from .report import LATENCY_CASES
 from .results import Results
+from .units import size_text
 
 
 def available() -> bool:

@@ -8,9 +8,9 @@ from collections.abc import Iterable, Sequence
 
 from . import runners
 from .peers import LATENCY_CONTENDERS, TASKSTASH, TASKSTASH_DISK
-from .plan import MIB
 from .results import Results, Timing
 from .targets import evaluate
+from .units import size_text, time_text
 
 LATENCY_CASES = (
     ("hit-small", "hit, small result"),
@@ -46,24 +46,6 @@ How it was measured:
   that exists but lacks the key; the function sleeps {stampede} s. A caller still waiting after
   {hang} s is counted as hung and abandoned (threads) or killed (processes).
 """
-
-
-def time_text(seconds: float | None) -> str:
-    """Seconds in the unit that suits them: µs, ms or s, three significant digits."""
-    if seconds is None:
-        return "—"
-    if seconds < 1e-3:
-        return f"{seconds * 1e6:.3g} µs"
-    if seconds < 1:
-        return f"{seconds * 1e3:.3g} ms"
-    return f"{seconds:.3g} s"
-
-
-def size_text(nbytes: float) -> str:
-    """Bytes as KiB or MiB."""
-    if nbytes >= MIB:
-        return f"{nbytes / MIB:.3g} MiB"
-    return f"{nbytes / 1024:.3g} KiB"
 
 
 def _cell(timing: Timing | None) -> str:
