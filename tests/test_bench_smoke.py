@@ -108,6 +108,27 @@ def test_imports_hashing_stampede_and_index_size_ran(
     assert all(scale["hit"]["median"] > 0 for scale in results["scale"])
 
 
+def test_hit_time_by_size_measures_every_contender_at_each_size(
+    smoke_run: tuple[dict[str, Any], Path],
+) -> None:
+    results, out = smoke_run
+    sizes = results["plan"]["sweep_bytes"]
+    assert sizes == [1024, 64 * 1024]
+    for nbytes in sizes:
+        rows = {t["contender"]: t for t in results["timings"] if t["case"] == f"hit-array-{nbytes}"}
+        assert {row["section"] for row in rows.values()} == {"size"}
+        for label in (*TASKSTASH_ROWS, "functools.lru_cache"):
+            assert rows[label]["median"] > 0, (nbytes, label)
+        for label, module in PEERS.items():
+            if importable(module):
+                assert rows[label]["median"] > 0, (nbytes, label)
+            else:
+                assert rows[label]["note"] == "not installed", (nbytes, label)
+    report = (out / "report.md").read_text()
+    assert "## Hit time by result size" in report
+    assert "| contender | 1 KiB | 64 KiB |" in report
+
+
 def test_the_task_runners_ran_bare_cold_and_warm(smoke_run: tuple[dict[str, Any], Path]) -> None:
     results, out = smoke_run
     rows = {(t["case"], t["contender"]): t for t in results["runners"]}
@@ -132,7 +153,13 @@ def test_report_is_written_with_or_without_matplotlib(
 ) -> None:
     _, out = smoke_run
     report = (out / "report.md").read_text()
-    headings = ("## Targets", "## Cache hits and misses", "## Stampede", "## Task runners")
+    headings = (
+        "## Targets",
+        "## Cache hits and misses",
+        "## Hit time by result size",
+        "## Stampede",
+        "## Task runners",
+    )
     for heading in (*headings, "## Machine"):
         assert heading in report
     assert "Smoke run" in report

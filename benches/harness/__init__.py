@@ -15,7 +15,8 @@ Modules, one job each:
 - `peers`: the contenders (taskstash, functools.lru_cache, cachebox, diskcache, joblib, cachier,
   Prefect) and how each one caches a function;
 - `timing`: batches, calibration and medians;
-- `cases`: hit and miss latencies; `imports`: import time; `hashing`: cache-key hashing;
+- `cases`: hit and miss latencies, and hit time against result size (1 KiB to 100 MiB);
+- `imports`: import time; `hashing`: cache-key hashing;
 - `stampede` (+ `stampede_worker`): many callers of one uncached slow function at once;
 - `indexgen`: fills a taskstash index with generated records; `scale`: hits on a large index;
 - `workers`: how the harness starts its worker processes and reads their answers;

@@ -96,6 +96,10 @@ def measure(plan: Plan, root: Path) -> Results:
     for case in cases.cases(plan):
         run = functools.partial(cases.run_case, case, peers.LATENCY_CONTENDERS, plan, root)
         results.timings += _step(case.key, run)
+    results.timings += _step(
+        "hit time by size",
+        lambda: cases.run_sizes(plan, peers.LATENCY_CONTENDERS, root),
+    )
     results.timings += _step("hashing, large", lambda: hashing.run_large(plan))
     results.timings += _step("hashing, small", lambda: hashing.run_small(plan))
     results.stampedes = _step("stampede", lambda: stampede.run_stampedes(plan, root))

@@ -1,4 +1,5 @@
-"""Hit and miss latencies of every contender, on small and on large (numpy) values.
+"""Hit and miss latencies of every contender, on small and on large (numpy) values, and the hit
+time of array results of growing sizes.
 
 Each case caches one workload with every contender, each in its own directory and with its own
 arguments (two taskstash variants share the case's TASKSTASH_HOME, so they must not share keys).
@@ -9,6 +10,7 @@ medians of the same run.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 import tempfile
@@ -41,6 +43,7 @@ class Case:
         argument: The argument of contender i's n-th call.
         check: Asserts that a result is right for its argument.
         large: Large values: misses are timed one call per repetition.
+        section: The results' section its timings go to.
     """
 
     key: str
@@ -49,6 +52,7 @@ class Case:
     argument: Callable[[int, int], Any]
     check: Callable[[Any, Any], None]
     large: bool = False
+    section: str = "latency"
 
     @property
     def counter(self) -> str:
@@ -128,6 +132,36 @@ def cases(plan: Plan) -> list[Case]:
     ]
 
 
+def size_key(nbytes: int) -> str:
+    """The id of the hit case whose array result has `nbytes` bytes."""
+    return f"hit-array-{nbytes}"
+
+
+def run_sizes(plan: Plan, contenders: Sequence[Contender], root: Path) -> list[Timing]:
+    """Hit time of an array result of each size of `plan.sweep_bytes`, for every contender.
+
+    Each size is the hit-array-result case with another template, with shorter batches and
+    fewer repetitions than the latency cases (a curve across sizes, not a target).
+    """
+    sweep = dataclasses.replace(plan, reps=plan.sweep_reps, batch_seconds=plan.sweep_batch_seconds)
+    timings: list[Timing] = []
+    try:
+        for nbytes in plan.sweep_bytes:
+            workloads.set_array_bytes(nbytes)
+            case = Case(
+                size_key(nbytes),
+                "hit",
+                workloads.array_result,
+                _int_argument,
+                _check_array,
+                section="size",
+            )
+            timings += run_case(case, contenders, sweep, root)
+    finally:
+        workloads.set_array_bytes(plan.array_bytes)
+    return timings
+
+
 def run_case(case: Case, contenders: Sequence[Contender], plan: Plan, root: Path) -> list[Timing]:
     """Measures one case for every contender; skipped ones get a row saying why."""
     timings: list[Timing] = []
@@ -136,7 +170,7 @@ def run_case(case: Case, contenders: Sequence[Contender], plan: Plan, root: Path
         stack.enter_context(taskstash_home(directory / "taskstash-home"))
         subjects: list[_Subject] = []
         for index, contender in enumerate(contenders):
-            timing = Timing("latency", case.key, contender.label)
+            timing = Timing(case.section, case.key, contender.label)
             timings.append(timing)
             if not contender.installed:
                 timing.note = NOT_INSTALLED

@@ -1,9 +1,12 @@
-"""The PNG chart: latencies, import times, hashing throughput and stampede computations."""
+"""The PNG chart: latencies, import times, hashing throughput, stampede computations, and hit
+time against result size."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+from .cases import size_key
 from .peers import LATENCY_CONTENDERS
 from .report import LATENCY_CASES
 from .results import Results
@@ -18,15 +21,20 @@ def available() -> bool:
 
 
 def write_chart(results: Results, path: Path) -> None:
-    """Draws four panels into one PNG."""
+    """Draws five panels into one PNG."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display needed
     import matplotlib.pyplot as plt
 
-    figure, ((latency, imports), (hashing, stampede)) = plt.subplots(
-        2, 2, figsize=(15, 10), gridspec_kw={"width_ratios": [3, 2]}
+    figure, axes = plt.subplot_mosaic(
+        [["latency", "imports"], ["hashing", "stampede"], ["sizes", "sizes"]],
+        figsize=(15, 16),
+        width_ratios=[3, 2],
+        height_ratios=[1, 1, 1.2],
     )
+    latency, imports = axes["latency"], axes["imports"]
+    hashing, stampede = axes["hashing"], axes["stampede"]
     array = size_text(results.plan["array_bytes"])
 
     # Hit and miss latency, log scale: one group per case, one bar per contender.
@@ -87,8 +95,30 @@ def write_chart(results: Results, path: Path) -> None:
     stampede.legend(fontsize=8)
     stampede.set_title("Stampede: computations and hung callers")
 
+    _sizes(results, axes["sizes"])
+
     title = "taskstash beside its peers" + (" (smoke run: meaningless)" if results.smoke else "")
     figure.suptitle(f"{title}: {results.machine.get('CPU', '')}, {results.machine.get('cores')}")
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
+
+
+def _sizes(results: Results, axis: Any) -> None:
+    """Hit time against result size, log-log: a line per contender."""
+    sizes: list[int] = results.plan.get("sweep_bytes", [])
+    for contender in LATENCY_CONTENDERS:
+        points = [(n, results.timing(size_key(n), contender.label)) for n in sizes]
+        xs = [n for n, t in points if t is not None and t.median is not None]
+        ys = [t.median for _, t in points if t is not None and t.median is not None]
+        if xs:
+            axis.plot(xs, ys, marker="o", label=contender.label)
+    axis.set_xscale("log")
+    axis.set_yscale("log")
+    ticks = sorted(sizes)
+    axis.set_xticks(ticks, [size_text(n) for n in ticks])
+    axis.minorticks_off()
+    axis.set_xlabel("size of the array result (log scale)")
+    axis.set_ylabel("seconds per hit (median, log scale)")
+    axis.legend(fontsize=7, ncol=2)
+    axis.set_title("Hit time against result size (repeated hits in one process)")

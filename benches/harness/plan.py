@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+KIB = 1 << 10
 MIB = 1 << 20
 GIB = 1 << 30
 
@@ -29,6 +30,9 @@ class Plan:
             counted as hung and abandoned.
         scale_records: Sizes of the index for the index-scale case.
         runner_tasks: Mapped calls of each task runner case.
+        sweep_bytes: Sizes of the array results of the hit-time-by-size cases.
+        sweep_reps: Repetitions (batches) of each of those cases.
+        sweep_batch_seconds: Target duration of one of their batches.
     """
 
     smoke: bool
@@ -46,6 +50,9 @@ class Plan:
     hang_factor: float
     scale_records: tuple[int, ...]
     runner_tasks: int
+    sweep_bytes: tuple[int, ...]
+    sweep_reps: int
+    sweep_batch_seconds: float
 
     @property
     def hang_seconds(self) -> float:
@@ -70,6 +77,9 @@ FULL = Plan(
     hang_factor=10.0,
     scale_records=(1_000, 1_000_000),
     runner_tasks=1_000,
+    sweep_bytes=(KIB, 64 * KIB, MIB, 10 * MIB, 100 * MIB),
+    sweep_reps=5,
+    sweep_batch_seconds=0.05,
 )
 
 SMOKE = Plan(
@@ -89,4 +99,7 @@ SMOKE = Plan(
     hang_factor=10.0,
     scale_records=(10, 100),
     runner_tasks=20,
+    sweep_bytes=(KIB, 64 * KIB),
+    sweep_reps=1,
+    sweep_batch_seconds=0.0,
 )

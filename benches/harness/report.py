@@ -7,6 +7,7 @@ import statistics
 from collections.abc import Iterable, Sequence
 
 from . import runners
+from .cases import size_key
 from .peers import LATENCY_CONTENDERS, TASKSTASH, TASKSTASH_DISK
 from .results import Results, Timing
 from .targets import evaluate
@@ -97,6 +98,27 @@ def _latency(results: Results) -> list[str]:
             ),
         )
     return lines
+
+
+def _sizes(results: Results) -> list[str]:
+    sizes: list[int] = results.plan.get("sweep_bytes", [])
+    if not sizes:
+        return []
+    lines = [
+        "## Hit time by result size",
+        "",
+        "A hit of a float64 array result of each size, as in the numpy result case above: "
+        f"median time per call over {results.plan['sweep_reps']} batches of about "
+        f"{round(results.plan['sweep_batch_seconds'] * 1000)} ms.",
+        "",
+    ]
+    return lines + _table(
+        ["contender", *(size_text(n) for n in sizes)],
+        (
+            [c.label, *(_cell(results.timing(size_key(n), c.label)) for n in sizes)]
+            for c in LATENCY_CONTENDERS
+        ),
+    )
 
 
 def _imports(results: Results) -> list[str]:
@@ -235,7 +257,8 @@ def render(results: Results, command: str) -> str:
     lines += _table(
         ["target", "measured", ""], ([t.goal, t.measured, marks[t.met]] for t in evaluate(results))
     )
-    lines += _latency(results) + _imports(results) + _hashing(results)
+    lines += _latency(results) + _sizes(results)
+    lines += _imports(results) + _hashing(results)
     lines += _stampede(results) + _scale(results) + _runners(results)
     plan = results.plan
     lines += [

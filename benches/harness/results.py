@@ -14,7 +14,7 @@ class Timing:
     """Seconds per call of one contender in one case.
 
     Attributes:
-        section: "latency", "import", "hash", "scale" or "runners".
+        section: "latency", "size", "import", "hash", "scale" or "runners".
         case: The case's id (e.g. "hit-small").
         contender: The contender's label.
         samples: Seconds per call, one per repetition (empty when not measured).
