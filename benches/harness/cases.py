@@ -14,6 +14,7 @@ import dataclasses
 import itertools
 import os
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -22,9 +23,11 @@ from typing import Any, Literal
 
 import numpy as np
 
+from taskstash.store.mapped import SETTLED_SECONDS
+
 from . import workloads
 from .peers import NOT_INSTALLED, Contender, taskstash_home
-from .plan import Plan
+from .plan import MIB, Plan
 from .results import Timing
 from .timing import calibrate, timed, timed_repeat
 
@@ -44,6 +47,7 @@ class Case:
         check: Asserts that a result is right for its argument.
         large: Large values: misses are timed one call per repetition.
         section: The results' section its timings go to.
+        settle: Wait until the stored files are settled before sizing and timing batches.
     """
 
     key: str
@@ -53,6 +57,7 @@ class Case:
     check: Callable[[Any, Any], None]
     large: bool = False
     section: str = "latency"
+    settle: bool = False
 
     @property
     def counter(self) -> str:
@@ -141,7 +146,9 @@ def run_sizes(plan: Plan, contenders: Sequence[Contender], root: Path) -> list[T
     """Hit time of an array result of each size of `plan.sweep_bytes`, for every contender.
 
     Each size is the hit-array-result case with another template, with shorter batches and
-    fewer repetitions than the latency cases (a curve across sizes, not a target).
+    fewer repetitions than the latency cases (a curve across sizes, not a target). Sizes that
+    taskstash maps are timed once its files are settled: with such short rounds, the hits would
+    otherwise all fall in the seconds in which it checks a new file on every hit.
     """
     sweep = dataclasses.replace(plan, reps=plan.sweep_reps, batch_seconds=plan.sweep_batch_seconds)
     timings: list[Timing] = []
@@ -155,6 +162,7 @@ def run_sizes(plan: Plan, contenders: Sequence[Contender], root: Path) -> list[T
                 _int_argument,
                 _check_array,
                 section="size",
+                settle=nbytes >= MIB,  # taskstash maps result files over 1 MiB
             )
             timings += run_case(case, contenders, sweep, root)
     finally:
@@ -179,8 +187,15 @@ def run_case(case: Case, contenders: Sequence[Contender], plan: Plan, root: Path
             else:
                 fn = contender.memoize(case.workload, directory / contender.key, stack)
                 subjects.append(_Subject(index, contender, fn, timing))
+        stored = 0.0
         for subject in subjects:
-            _prepare(case, subject, plan)
+            _store(case, subject)
+            if subject.contender.module == "taskstash":
+                stored = time.time()
+        if case.settle:
+            _settle(case, subjects, stored)
+        for subject in subjects:
+            subject.calls = _calls(case, subject, plan)
         reps = plan.large_miss_reps if case.large and case.kind == "miss" else plan.reps
         for _ in range(reps):
             for subject in subjects:
@@ -190,8 +205,8 @@ def run_case(case: Case, contenders: Sequence[Contender], plan: Plan, root: Path
     return timings
 
 
-def _prepare(case: Case, subject: _Subject, plan: Plan) -> None:
-    """Stores the hit's record (and proves it is hit) or a first miss; sizes the batches."""
+def _store(case: Case, subject: _Subject) -> None:
+    """Stores the hit's record (and proves it is hit) or a first miss."""
     if case.kind == "hit":
         argument = case.argument(subject.index, 0)
         before = workloads.COMPUTED[case.counter]
@@ -205,10 +220,25 @@ def _prepare(case: Case, subject: _Subject, plan: Plan) -> None:
         # The first store creates the cache's files (an index, directories): not a miss's cost.
         argument = case.argument(subject.index, next(subject.serial))
         case.check(argument, subject.fn(argument))
+
+
+def _settle(case: Case, subjects: list[_Subject], stored: float) -> None:
+    """Waits until taskstash's files are settled, then hits each subject once, untimed.
+
+    taskstash checks a mapped result file on every hit until the file is SETTLED_SECONDS old,
+    then once per process: the hits timed are those on settled files, as a cache's files
+    usually are, after the process's first (which checks the file).
+    """
+    time.sleep(max(0.0, stored + SETTLED_SECONDS - time.time()))
+    for subject in subjects:
+        _batch(case, subject, 1)
+
+
+def _calls(case: Case, subject: _Subject, plan: Plan) -> int:
+    """How many calls make one of the subject's batches."""
     if case.large and case.kind == "miss":
-        subject.calls = 1  # each call writes a large file: one per repetition
-    else:
-        subject.calls = calibrate(lambda calls: _batch(case, subject, calls), plan.batch_seconds)
+        return 1  # each call writes a large file: one per repetition
+    return calibrate(lambda calls: _batch(case, subject, calls), plan.batch_seconds)
 
 
 def _batch(case: Case, subject: _Subject, calls: int) -> float:

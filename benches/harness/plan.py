@@ -78,7 +78,7 @@ FULL = Plan(
     scale_records=(1_000, 1_000_000),
     runner_tasks=1_000,
     sweep_bytes=(KIB, 64 * KIB, MIB, 10 * MIB, 100 * MIB),
-    sweep_reps=5,
+    sweep_reps=3,
     sweep_batch_seconds=0.05,
 )
 
