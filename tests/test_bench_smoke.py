@@ -108,6 +108,67 @@ def test_imports_hashing_stampede_and_index_size_ran(
     assert all(scale["hit"]["median"] > 0 for scale in results["scale"])
 
 
+def test_hit_time_by_size_measures_every_contender_at_each_size(
+    smoke_run: tuple[dict[str, Any], Path],
+) -> None:
+    results, out = smoke_run
+    sizes = results["plan"]["sweep_bytes"]
+    assert sizes == [1024, 64 * 1024]
+    for nbytes in sizes:
+        rows = {t["contender"]: t for t in results["timings"] if t["case"] == f"hit-array-{nbytes}"}
+        assert {row["section"] for row in rows.values()} == {"size"}
+        for label in (*TASKSTASH_ROWS, "functools.lru_cache"):
+            assert rows[label]["median"] > 0, (nbytes, label)
+        for label, module in PEERS.items():
+            if importable(module):
+                assert rows[label]["median"] > 0, (nbytes, label)
+            else:
+                assert rows[label]["note"] == "not installed", (nbytes, label)
+    report = (out / "report.md").read_text()
+    assert "## Hit time by result size" in report
+    assert "| contender | 1 KiB | 64 KiB |" in report
+
+
+LARGE_ROWS = {
+    "pickle.load (protocol 5, the baseline)": "pickle",
+    "taskstash (memory layer on, default)": "taskstash",
+    "diskcache Cache.memoize": "diskcache",
+    "joblib.Memory": "joblib",
+    "joblib.Memory(mmap_mode='r')": "joblib",
+}
+
+
+def test_large_results_are_hit_each_in_a_fresh_process_with_time_and_memory(
+    smoke_run: tuple[dict[str, Any], Path],
+) -> None:
+    results, out = smoke_run
+    nbytes = results["plan"]["large_bytes"]
+    assert nbytes > 1 << 20  # large enough for taskstash to map the file
+    hits = {(hit["kind"], hit["contender"]): hit for hit in results["large"]}
+    assert set(hits) == {(kind, label) for kind in ("array", "frame") for label in LARGE_ROWS}
+    for hit in hits.values():
+        label = hit["contender"]
+        assert hit["nbytes"] == nbytes
+        if not importable(LARGE_ROWS[label]):
+            assert hit["note"] == "not installed", hit
+            assert not hit["seconds"], hit
+            continue
+        assert len(hit["seconds"]) == 1, hit  # one process in a smoke run
+        assert hit["seconds"][0] > 0, hit
+        assert hit["touch_seconds"][0] > 0, hit
+        # Reading all of the result brings all of it into memory, whatever the contender.
+        assert hit["touched_growth"][0] >= 0.9 * nbytes, hit
+        assert 0 <= hit["peak_growth"][0] <= hit["touched_growth"][0], hit
+        # Only taskstash times a second call in the same process: its file is checked once.
+        assert len(hit["again_seconds"]) == (label == "taskstash (memory layer on, default)")
+    report = (out / "report.md").read_text()
+    assert "## Large results" in report
+    assert "4 MiB array (one process):" in report
+    assert "4 MiB DataFrame (one process):" in report
+    targets = [line for line in report.splitlines() if line.startswith("| hit, 4 MiB ")]
+    assert len(targets) == 4, targets  # time and memory, array and DataFrame
+
+
 def test_the_task_runners_ran_bare_cold_and_warm(smoke_run: tuple[dict[str, Any], Path]) -> None:
     results, out = smoke_run
     rows = {(t["case"], t["contender"]): t for t in results["runners"]}
@@ -132,7 +193,14 @@ def test_report_is_written_with_or_without_matplotlib(
 ) -> None:
     _, out = smoke_run
     report = (out / "report.md").read_text()
-    headings = ("## Targets", "## Cache hits and misses", "## Stampede", "## Task runners")
+    headings = (
+        "## Targets",
+        "## Cache hits and misses",
+        "## Hit time by result size",
+        "## Large results",
+        "## Stampede",
+        "## Task runners",
+    )
     for heading in (*headings, "## Machine"):
         assert heading in report
     assert "Smoke run" in report

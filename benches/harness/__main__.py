@@ -19,6 +19,7 @@ from . import (
     cases,
     hashing,
     imports,
+    large,
     machine,
     peers,
     postgres,
@@ -52,10 +53,11 @@ def _arguments(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument(
         "--only",
-        choices=["s3", "runners", "postgres"],
+        choices=["s3", "runners", "postgres", "large"],
         help="run one benchmark and print its table: s3 (a cache on a loopback S3 server, "
         "from two machines), runners (mapped calls on a Dask LocalCluster and a thread pool), "
-        "postgres (the index on a loopback PostgreSQL beside SQLite)",
+        "postgres (the index on a loopback PostgreSQL beside SQLite), large (hits on a 1 GiB "
+        "array and DataFrame, each in a fresh process)",
     )
     parser.add_argument(
         "--report-only",
@@ -96,6 +98,11 @@ def measure(plan: Plan, root: Path) -> Results:
     for case in cases.cases(plan):
         run = functools.partial(cases.run_case, case, peers.LATENCY_CONTENDERS, plan, root)
         results.timings += _step(case.key, run)
+    results.timings += _step(
+        "hit time by size",
+        lambda: cases.run_sizes(plan, peers.LATENCY_CONTENDERS, root),
+    )
+    results.large = _step("large results", lambda: large.run_large(plan, root))
     results.timings += _step("hashing, large", lambda: hashing.run_large(plan))
     results.timings += _step("hashing, small", lambda: hashing.run_small(plan))
     results.stampedes = _step("stampede", lambda: stampede.run_stampedes(plan, root))
@@ -125,6 +132,9 @@ def _only(benchmark: str, plan: Plan) -> str:
             return s3.render(_step("s3", lambda: s3.run_s3(plan, scratch)))
         if benchmark == "postgres":
             return postgres.render(_step("postgres", lambda: postgres.run_postgres(plan, scratch)))
+        if benchmark == "large":
+            hits = _step("large results", lambda: large.run_large(plan, scratch))
+            return "\n".join(report.large_tables(hits, plan.large_reps)) + "\n"
         timings = _step("task runners", lambda: runners.run_runners(plan, scratch))
         return f"{plan.runner_tasks:,} mapped calls; {runners.SETUP}\n\n{runners.render(timings)}"
     finally:

@@ -1,4 +1,5 @@
-"""Hit and miss latencies of every contender, on small and on large (numpy) values.
+"""Hit and miss latencies of every contender, on small and on large (numpy) values, and the hit
+time of array results of growing sizes.
 
 Each case caches one workload with every contender, each in its own directory and with its own
 arguments (two taskstash variants share the case's TASKSTASH_HOME, so they must not share keys).
@@ -9,9 +10,11 @@ medians of the same run.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -20,9 +23,11 @@ from typing import Any, Literal
 
 import numpy as np
 
+from taskstash.store.mapped import SETTLED_SECONDS
+
 from . import workloads
 from .peers import NOT_INSTALLED, Contender, taskstash_home
-from .plan import Plan
+from .plan import MIB, Plan
 from .results import Timing
 from .timing import calibrate, timed, timed_repeat
 
@@ -41,6 +46,8 @@ class Case:
         argument: The argument of contender i's n-th call.
         check: Asserts that a result is right for its argument.
         large: Large values: misses are timed one call per repetition.
+        section: The results' section its timings go to.
+        settle: Wait until the stored files are settled before sizing and timing batches.
     """
 
     key: str
@@ -49,6 +56,8 @@ class Case:
     argument: Callable[[int, int], Any]
     check: Callable[[Any, Any], None]
     large: bool = False
+    section: str = "latency"
+    settle: bool = False
 
     @property
     def counter(self) -> str:
@@ -128,6 +137,39 @@ def cases(plan: Plan) -> list[Case]:
     ]
 
 
+def size_key(nbytes: int) -> str:
+    """The id of the hit case whose array result has `nbytes` bytes."""
+    return f"hit-array-{nbytes}"
+
+
+def run_sizes(plan: Plan, contenders: Sequence[Contender], root: Path) -> list[Timing]:
+    """Hit time of an array result of each size of `plan.sweep_bytes`, for every contender.
+
+    Each size is the hit-array-result case with another template, with shorter batches and
+    fewer repetitions than the latency cases (a curve across sizes, not a target). Sizes that
+    taskstash maps are timed once its files are settled: with such short rounds, the hits would
+    otherwise all fall in the seconds in which it checks a new file on every hit.
+    """
+    sweep = dataclasses.replace(plan, reps=plan.sweep_reps, batch_seconds=plan.sweep_batch_seconds)
+    timings: list[Timing] = []
+    try:
+        for nbytes in plan.sweep_bytes:
+            workloads.set_array_bytes(nbytes)
+            case = Case(
+                size_key(nbytes),
+                "hit",
+                workloads.array_result,
+                _int_argument,
+                _check_array,
+                section="size",
+                settle=nbytes >= MIB,  # taskstash maps result files over 1 MiB
+            )
+            timings += run_case(case, contenders, sweep, root)
+    finally:
+        workloads.set_array_bytes(plan.array_bytes)
+    return timings
+
+
 def run_case(case: Case, contenders: Sequence[Contender], plan: Plan, root: Path) -> list[Timing]:
     """Measures one case for every contender; skipped ones get a row saying why."""
     timings: list[Timing] = []
@@ -136,7 +178,7 @@ def run_case(case: Case, contenders: Sequence[Contender], plan: Plan, root: Path
         stack.enter_context(taskstash_home(directory / "taskstash-home"))
         subjects: list[_Subject] = []
         for index, contender in enumerate(contenders):
-            timing = Timing("latency", case.key, contender.label)
+            timing = Timing(case.section, case.key, contender.label)
             timings.append(timing)
             if not contender.installed:
                 timing.note = NOT_INSTALLED
@@ -145,8 +187,15 @@ def run_case(case: Case, contenders: Sequence[Contender], plan: Plan, root: Path
             else:
                 fn = contender.memoize(case.workload, directory / contender.key, stack)
                 subjects.append(_Subject(index, contender, fn, timing))
+        stored = 0.0
         for subject in subjects:
-            _prepare(case, subject, plan)
+            _store(case, subject)
+            if subject.contender.module == "taskstash":
+                stored = time.time()
+        if case.settle:
+            _settle(case, subjects, stored)
+        for subject in subjects:
+            subject.calls = _calls(case, subject, plan)
         reps = plan.large_miss_reps if case.large and case.kind == "miss" else plan.reps
         for _ in range(reps):
             for subject in subjects:
@@ -156,8 +205,8 @@ def run_case(case: Case, contenders: Sequence[Contender], plan: Plan, root: Path
     return timings
 
 
-def _prepare(case: Case, subject: _Subject, plan: Plan) -> None:
-    """Stores the hit's record (and proves it is hit) or a first miss; sizes the batches."""
+def _store(case: Case, subject: _Subject) -> None:
+    """Stores the hit's record (and proves it is hit) or a first miss."""
     if case.kind == "hit":
         argument = case.argument(subject.index, 0)
         before = workloads.COMPUTED[case.counter]
@@ -171,10 +220,25 @@ def _prepare(case: Case, subject: _Subject, plan: Plan) -> None:
         # The first store creates the cache's files (an index, directories): not a miss's cost.
         argument = case.argument(subject.index, next(subject.serial))
         case.check(argument, subject.fn(argument))
+
+
+def _settle(case: Case, subjects: list[_Subject], stored: float) -> None:
+    """Waits until taskstash's files are settled, then hits each subject once, untimed.
+
+    taskstash checks a mapped result file on every hit until the file is SETTLED_SECONDS old,
+    then once per process: the hits timed are those on settled files, as a cache's files
+    usually are, after the process's first (which checks the file).
+    """
+    time.sleep(max(0.0, stored + SETTLED_SECONDS - time.time()))
+    for subject in subjects:
+        _batch(case, subject, 1)
+
+
+def _calls(case: Case, subject: _Subject, plan: Plan) -> int:
+    """How many calls make one of the subject's batches."""
     if case.large and case.kind == "miss":
-        subject.calls = 1  # each call writes a large file: one per repetition
-    else:
-        subject.calls = calibrate(lambda calls: _batch(case, subject, calls), plan.batch_seconds)
+        return 1  # each call writes a large file: one per repetition
+    return calibrate(lambda calls: _batch(case, subject, calls), plan.batch_seconds)
 
 
 def _batch(case: Case, subject: _Subject, calls: int) -> float:

@@ -1,12 +1,16 @@
-"""The PNG chart: latencies, import times, hashing throughput and stampede computations."""
+"""The PNG chart: latencies, import times, hashing throughput, stampede computations, and hit
+time against result size."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+from .cases import size_key
 from .peers import LATENCY_CONTENDERS
-from .report import LATENCY_CASES, size_text
-from .results import Results
+from .report import LATENCY_CASES
+from .results import Results, median
+from .units import size_text
 
 
 def available() -> bool:
@@ -17,15 +21,20 @@ def available() -> bool:
 
 
 def write_chart(results: Results, path: Path) -> None:
-    """Draws four panels into one PNG."""
+    """Draws five panels into one PNG."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display needed
     import matplotlib.pyplot as plt
 
-    figure, ((latency, imports), (hashing, stampede)) = plt.subplots(
-        2, 2, figsize=(15, 10), gridspec_kw={"width_ratios": [3, 2]}
+    figure, axes = plt.subplot_mosaic(
+        [["latency", "imports"], ["hashing", "stampede"], ["sizes", "sizes"]],
+        figsize=(15, 16),
+        width_ratios=[3, 2],
+        height_ratios=[1, 1, 1.2],
     )
+    latency, imports = axes["latency"], axes["imports"]
+    hashing, stampede = axes["hashing"], axes["stampede"]
     array = size_text(results.plan["array_bytes"])
 
     # Hit and miss latency, log scale: one group per case, one bar per contender.
@@ -86,8 +95,61 @@ def write_chart(results: Results, path: Path) -> None:
     stampede.legend(fontsize=8)
     stampede.set_title("Stampede: computations and hung callers")
 
+    _sizes(results, axes["sizes"])
+
     title = "taskstash beside its peers" + (" (smoke run: meaningless)" if results.smoke else "")
     figure.suptitle(f"{title}: {results.machine.get('CPU', '')}, {results.machine.get('cores')}")
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
+
+
+def _sizes(results: Results, axis: Any) -> None:
+    """Hit time against result size, log-log: a line per contender, the large hits as points."""
+    sizes: list[int] = results.plan.get("sweep_bytes", [])
+    colors: dict[str, Any] = {}
+    for contender in LATENCY_CONTENDERS:
+        points = [(n, results.timing(size_key(n), contender.label)) for n in sizes]
+        xs = [n for n, t in points if t is not None and t.median is not None]
+        ys = [t.median for _, t in points if t is not None and t.median is not None]
+        if xs:
+            (line,) = axis.plot(xs, ys, marker="o", label=contender.label)
+            colors[contender.label] = line.get_color()
+    for hit in results.large:
+        first = median(hit.seconds)
+        if hit.kind != "array" or first is None:
+            continue
+        # The same library's colour where it has a line; a new one (the pickle baseline) if not.
+        color = colors.get(hit.contender)
+        axis.plot(
+            [hit.nbytes],
+            [first],
+            marker="D",
+            linestyle="none",
+            color=color,
+            label=f"{hit.contender}: first call of a fresh process",
+        )
+        again = median(hit.again_seconds)
+        if again is not None:  # comparable with the lines: a hit after the process's first
+            axis.plot(
+                [hit.nbytes],
+                [again],
+                marker="o",
+                markerfacecolor="none",
+                linestyle="none",
+                color=color,
+                label=f"{hit.contender}: second call in that process",
+            )
+    axis.set_xscale("log")
+    axis.set_yscale("log")
+    ticks = sorted({*sizes, *(hit.nbytes for hit in results.large)})
+    axis.set_xticks(ticks, [size_text(n) for n in ticks])
+    axis.minorticks_off()
+    axis.set_xlabel("size of the array result (log scale)")
+    axis.set_ylabel("seconds per hit (median, log scale)")
+    if axis.get_legend_handles_labels()[0]:  # an older run's results have no such cases
+        axis.legend(fontsize=7, ncol=2)
+    axis.set_title(
+        "Hit time against result size (lines: repeated hits in one process; "
+        "points: the large array, a fresh process's first and second hits)"
+    )

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+KIB = 1 << 10
 MIB = 1 << 20
+GIB = 1 << 30
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,11 @@ class Plan:
             counted as hung and abandoned.
         scale_records: Sizes of the index for the index-scale case.
         runner_tasks: Mapped calls of each task runner case.
+        sweep_bytes: Sizes of the array results of the hit-time-by-size cases.
+        sweep_reps: Repetitions (batches) of each of those cases.
+        sweep_batch_seconds: Target duration of one of their batches.
+        large_bytes: Size of the large array and DataFrame results ("1 GiB").
+        large_reps: Processes started per contender and large result; the median is reported.
     """
 
     smoke: bool
@@ -45,6 +52,11 @@ class Plan:
     hang_factor: float
     scale_records: tuple[int, ...]
     runner_tasks: int
+    sweep_bytes: tuple[int, ...]
+    sweep_reps: int
+    sweep_batch_seconds: float
+    large_bytes: int
+    large_reps: int
 
     @property
     def hang_seconds(self) -> float:
@@ -52,7 +64,7 @@ class Plan:
         return self.hang_factor * self.stampede_seconds
 
 
-# Sized for a full run of about four minutes on a 2-core machine (the issue allows ten).
+# Sized for a full run of about five minutes on a 2-core machine (the issue allows ten).
 FULL = Plan(
     smoke=False,
     array_bytes=10 * MIB,
@@ -69,6 +81,11 @@ FULL = Plan(
     hang_factor=10.0,
     scale_records=(1_000, 1_000_000),
     runner_tasks=1_000,
+    sweep_bytes=(KIB, 64 * KIB, MIB, 10 * MIB, 100 * MIB),
+    sweep_reps=3,
+    sweep_batch_seconds=0.05,
+    large_bytes=GIB,
+    large_reps=3,
 )
 
 SMOKE = Plan(
@@ -88,4 +105,10 @@ SMOKE = Plan(
     hang_factor=10.0,
     scale_records=(10, 100),
     runner_tasks=20,
+    sweep_bytes=(KIB, 64 * KIB),
+    sweep_reps=1,
+    sweep_batch_seconds=0.0,
+    # Above the size from which taskstash maps a result file, so the smoke run maps too.
+    large_bytes=4 * MIB,
+    large_reps=1,
 )

@@ -7,10 +7,12 @@ import statistics
 from collections.abc import Iterable, Sequence
 
 from . import runners
+from .cases import size_key
+from .large import DESCRIPTION, KINDS, PICKLE_LABEL
 from .peers import LATENCY_CONTENDERS, TASKSTASH, TASKSTASH_DISK
-from .plan import MIB
-from .results import Results, Timing
+from .results import LargeHit, Results, Timing, median
 from .targets import evaluate
+from .units import size_text, time_text
 
 LATENCY_CASES = (
     ("hit-small", "hit, small result"),
@@ -40,30 +42,14 @@ How it was measured:
   computed, or a miss that did not, fails the run.
 - "memory layer off" is `@task(cache_policy=INPUTS, cache_result_in_memory=False)`: every hit
   reads the index row and the result file, as diskcache, joblib and cachier read theirs.
+- diskcache runs with its size limit raised to 1 TiB: its default, 1 GiB, would evict a 1 GiB
+  result as soon as it is stored (under the limit, its value changes nothing).
 - cachier runs with its defaults: the pickle backend keeps all of a function's entries in one
   file, reloaded on every call and rewritten on every miss, so its costs grow with its entries.
 - Stampede: all callers start together (a barrier; a line on each process's stdin) on a cache
   that exists but lacks the key; the function sleeps {stampede} s. A caller still waiting after
   {hang} s is counted as hung and abandoned (threads) or killed (processes).
 """
-
-
-def time_text(seconds: float | None) -> str:
-    """Seconds in the unit that suits them: µs, ms or s, three significant digits."""
-    if seconds is None:
-        return "—"
-    if seconds < 1e-3:
-        return f"{seconds * 1e6:.3g} µs"
-    if seconds < 1:
-        return f"{seconds * 1e3:.3g} ms"
-    return f"{seconds:.3g} s"
-
-
-def size_text(nbytes: float) -> str:
-    """Bytes as KiB or MiB."""
-    if nbytes >= MIB:
-        return f"{nbytes / MIB:.3g} MiB"
-    return f"{nbytes / 1024:.3g} KiB"
 
 
 def _cell(timing: Timing | None) -> str:
@@ -115,6 +101,104 @@ def _latency(results: Results) -> list[str]:
             ),
         )
     return lines
+
+
+def _sizes(results: Results) -> list[str]:
+    sizes: list[int] = results.plan.get("sweep_bytes", [])
+    if not sizes:
+        return []
+    lines = [
+        "## Hit time by result size",
+        "",
+        "A hit of a float64 array result of each size, as in the numpy result case above: "
+        f"median time per call over {results.plan['sweep_reps']} batches of about "
+        f"{round(results.plan['sweep_batch_seconds'] * 1000)} ms.",
+        "",
+    ]
+    return lines + _table(
+        ["contender", *(size_text(n) for n in sizes)],
+        (
+            [c.label, *(_cell(results.timing(size_key(n), c.label)) for n in sizes)]
+            for c in LATENCY_CONTENDERS
+        ),
+    )
+
+
+def _share(values: list[float], nbytes: int) -> str:
+    """A median number of bytes, and its share of `nbytes`."""
+    value = median(values)
+    if value is None:
+        return "—"
+    value = max(value, 0.0)  # memory given back during the call can make it negative
+    return f"{size_text(value)} ({value / nbytes:.1%})"
+
+
+def large_tables(hits: list[LargeHit], reps: int) -> list[str]:
+    """One table per kind of large result, and taskstash's second hit in the same process."""
+    lines: list[str] = []
+    for kind, title in KINDS:
+        rows = [hit for hit in hits if hit.kind == kind]
+        if not rows:
+            continue
+        nbytes = rows[0].nbytes
+        base = next((median(hit.seconds) for hit in rows if hit.contender == PICKLE_LABEL), None)
+        table = []
+        for hit in rows:
+            first = median(hit.seconds)
+            if first is None:
+                table.append([hit.contender, hit.note or "—", "", "", "", ""])
+                continue
+            ratio = "—" if base is None else f"{first / base:.3g}x"
+            table.append(
+                [
+                    hit.contender + (f" ({hit.note})" if hit.note else ""),
+                    time_text(first),
+                    ratio,
+                    _share(hit.peak_growth, nbytes),
+                    _share(hit.touched_growth, nbytes),
+                    time_text(median(hit.touch_seconds)),
+                ]
+            )
+        runs = f"{reps} processes, the median" if reps > 1 else "one process"
+        lines += [f"{size_text(nbytes)} {title} ({runs}):", ""]
+        lines += _table(
+            [
+                "contender",
+                "first call",
+                "÷ pickle.load",
+                "peak RSS growth until touched",
+                "RSS growth after reading all",
+                "reading all",
+            ],
+            table,
+        )
+        again = next(
+            (median(h.again_seconds) for h in rows if h.contender == TASKSTASH.label), None
+        )
+        if again is not None:
+            lines += [
+                f"{TASKSTASH.label}, a second hit in the same process (its file already "
+                f"checked): {time_text(again)}.",
+                "",
+            ]
+    return lines
+
+
+def _large(results: Results) -> list[str]:
+    if not results.large:
+        return []
+    reps = results.plan["large_reps"]
+    lines = [
+        "## Large results",
+        "",
+        "Each process is a fresh `python` whose first call is the hit (after its imports). The "
+        "result was stored by another process, synced, then read once: its files are warm in "
+        "the page cache. RSS is VmRSS from /proc/self/status; the peak is VmHWM, reset just "
+        "before the call (/proc/self/clear_refs). Reading all sums every number of the result "
+        "after the call: a mapped result's pages come from the page cache then. " + DESCRIPTION,
+        "",
+    ]
+    return lines + large_tables(results.large, reps)
 
 
 def _imports(results: Results) -> list[str]:
@@ -253,7 +337,8 @@ def render(results: Results, command: str) -> str:
     lines += _table(
         ["target", "measured", ""], ([t.goal, t.measured, marks[t.met]] for t in evaluate(results))
     )
-    lines += _latency(results) + _imports(results) + _hashing(results)
+    lines += _latency(results) + _sizes(results) + _large(results)
+    lines += _imports(results) + _hashing(results)
     lines += _stampede(results) + _scale(results) + _runners(results)
     plan = results.plan
     lines += [

@@ -14,7 +14,7 @@ class Timing:
     """Seconds per call of one contender in one case.
 
     Attributes:
-        section: "latency", "import", "hash", "scale" or "runners".
+        section: "latency", "size", "import", "hash", "scale" or "runners".
         case: The case's id (e.g. "hit-small").
         contender: The contender's label.
         samples: Seconds per call, one per repetition (empty when not measured).
@@ -74,6 +74,38 @@ class Scale:
     hit: Timing
 
 
+def median(values: list[float]) -> float | None:
+    """The median of `values`, None if there are none."""
+    return statistics.median(values) if values else None
+
+
+@dataclass
+class LargeHit:
+    """Hits on one large result, each the first call of a fresh process: one entry per process.
+
+    Attributes:
+        kind: "array" or "frame".
+        nbytes: Size of the result's data.
+        contender: The contender's label.
+        seconds: Time of the process's first call, until it returned.
+        peak_growth: Bytes: peak RSS during the call over the RSS before it.
+        touched_growth: Bytes: RSS after reading all of the result over the RSS before the call.
+        touch_seconds: Time of reading all of the result after the call.
+        again_seconds: Time of a second call in the same process (taskstash only).
+        note: Why it was not measured, or a caveat.
+    """
+
+    kind: str
+    nbytes: int
+    contender: str
+    seconds: list[float] = field(default_factory=list)
+    peak_growth: list[float] = field(default_factory=list)
+    touched_growth: list[float] = field(default_factory=list)
+    touch_seconds: list[float] = field(default_factory=list)
+    again_seconds: list[float] = field(default_factory=list)
+    note: str = ""
+
+
 @dataclass
 class Results:
     """Everything one run measured, and where."""
@@ -88,12 +120,20 @@ class Results:
     stampedes: list[Stampede] = field(default_factory=list)
     scale: list[Scale] = field(default_factory=list)
     runners: list[Timing] = field(default_factory=list)
+    large: list[LargeHit] = field(default_factory=list)
 
     def timing(self, case: str, contender: str) -> Timing | None:
         """The timing of a contender in a case, if the run has it."""
         for timing in self.timings:
             if timing.case == case and timing.contender == contender:
                 return timing
+        return None
+
+    def large_hit(self, kind: str, contender: str) -> LargeHit | None:
+        """The hits of a contender on a large result of `kind`, if the run has them."""
+        for hit in self.large:
+            if hit.kind == kind and hit.contender == contender:
+                return hit
         return None
 
     def write(self, path: Path) -> None:
@@ -130,4 +170,5 @@ class Results:
             ],
             scale=[Scale(**{**raw, "hit": timing(raw["hit"])}) for raw in data["scale"]],
             runners=[timing(raw) for raw in data.get("runners", [])],
+            large=[LargeHit(**raw) for raw in data.get("large", [])],
         )

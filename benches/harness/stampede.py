@@ -20,8 +20,9 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
+from . import workers
 from .peers import NOT_INSTALLED, STAMPEDE_CONTENDERS, Contender
 from .plan import Plan
 from .results import Stampede, StampedeRun
@@ -31,37 +32,13 @@ from .workloads import STAMPEDE_LOG
 SETUP_SECONDS = 120.0
 """Longest a worker may take to import and set up before the stampede (Prefect is slow)."""
 
-_WORKER = f"{__package__}.stampede_worker"
-
-
-def _package_root() -> Path:
-    """The directory `python -m` must search to find this package."""
-    root = Path(__file__).resolve().parent
-    for _ in (__package__ or "").split("."):
-        root = root.parent
-    return root
-
-
-def _environment(log: Path) -> dict[str, str]:
-    env = os.environ.copy()
-    env[STAMPEDE_LOG] = str(log)
-    path = env.get("PYTHONPATH")
-    env["PYTHONPATH"] = str(_package_root()) + (os.pathsep + path if path else "")
-    return env
+_WORKER = workers.module("stampede_worker")
 
 
 def _computations(log: Path) -> int:
     if not log.exists():
         return 0
     return log.read_text().split().count(str(ARGUMENT))
-
-
-def _result(output: str) -> dict[str, Any] | None:
-    for line in output.splitlines():
-        if line.startswith("RESULT "):
-            result: dict[str, Any] = json.loads(line.removeprefix("RESULT "))
-            return result
-    return None
 
 
 def _kill_group(process: subprocess.Popen[bytes]) -> None:
@@ -104,8 +81,9 @@ def _threads_run(contender: Contender, plan: Plan, directory: Path) -> StampedeR
     log = directory / "computations.log"
     arguments = ["threads", contender.key, str(directory), str(plan.stampede_threads)]
     arguments += [str(plan.stampede_seconds), str(plan.hang_seconds)]
-    output = _run_worker(contender, arguments, _environment(log), SETUP_SECONDS + plan.hang_seconds)
-    result = _result(output)
+    env = workers.environment(**{STAMPEDE_LOG: str(log)})
+    output = _run_worker(contender, arguments, env, SETUP_SECONDS + plan.hang_seconds)
+    result = workers.parse(output)
     if result is None:
         raise RuntimeError(f"{contender.label} worker threads reported nothing:\n{output}")
     durations: list[float] = result["durations"]
@@ -166,7 +144,7 @@ class _Child:
 
 def _processes_run(contender: Contender, plan: Plan, directory: Path) -> StampedeRun:
     log = directory / "computations.log"
-    env = _environment(log)
+    env = workers.environment(**{STAMPEDE_LOG: str(log)})
     _run_worker(contender, ["warm", contender.key, str(directory)], env, SETUP_SECONDS)
     command = [sys.executable, "-m", _WORKER, "process", contender.key, str(directory)]
     command.append(str(plan.stampede_seconds))
@@ -190,7 +168,7 @@ def _processes_run(contender: Contender, plan: Plan, directory: Path) -> Stamped
             hung = 0
             for child in children:
                 try:
-                    got = child.expect("RESULT ", max(0.0, deadline - time.perf_counter()))
+                    got = child.expect(workers.RESULT, max(0.0, deadline - time.perf_counter()))
                 except EOFError as exc:
                     errors.append(str(exc))
                     continue

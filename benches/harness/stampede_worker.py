@@ -20,7 +20,6 @@ A worker whose parent is gone (the harness was killed) leaves at once, even from
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import threading
@@ -31,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from .peers import BY_KEY, Contender, taskstash_home
+from .workers import answer
 from .workloads import slow_square
 
 ARGUMENT = 7
@@ -67,11 +67,6 @@ def _call(fn: Callable[..., Any], seconds: float) -> str | None:
     return None if value == ARGUMENT * ARGUMENT else f"returned {value!r}"
 
 
-def _report(result: dict[str, Any]) -> None:
-    sys.stdout.write("RESULT " + json.dumps(result) + "\n")
-    sys.stdout.flush()
-
-
 def threads(fn: Callable[..., Any], callers: int, seconds: float, hang_seconds: float) -> None:
     """Runs the threads stampede and reports it."""
     started = [0.0]
@@ -101,7 +96,7 @@ def threads(fn: Callable[..., Any], callers: int, seconds: float, hang_seconds: 
         worker.join(max(0.0, deadline - time.perf_counter()))
     with lock:
         hung = sum(worker.is_alive() for worker in workers)
-        _report({"durations": list(durations), "hung": hung, "errors": list(errors)})
+        answer({"durations": list(durations), "hung": hung, "errors": list(errors)})
 
 
 def process(contender: Contender, fn: Callable[..., Any], seconds: float) -> None:
@@ -111,7 +106,7 @@ def process(contender: Contender, fn: Callable[..., Any], seconds: float) -> Non
     sys.stdout.write("READY\n")
     sys.stdout.flush()
     sys.stdin.readline()
-    _report({"error": _call(fn, seconds)})
+    answer({"error": _call(fn, seconds)})
 
 
 def main(argv: list[str]) -> None:

@@ -1,12 +1,14 @@
-"""The targets of issue #6 (and of the earlier hashing benchmarks), checked against a run."""
+"""The targets of issues #6 and #14 (and of the earlier hashing benchmarks), checked on a run."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .large import KINDS, PICKLE_LABEL
 from .peers import DISKCACHE, SERIALIZABLE, TASKSTASH, TASKSTASH_DISK, Contender
 from .peers import LATENCY_CONTENDERS as _LATENCY
-from .results import Results
+from .results import Results, median
+from .units import size_text
 
 PERSISTENT_PEERS = tuple(c for c in _LATENCY if c.persistent and c.module != "taskstash")
 
@@ -64,8 +66,32 @@ def _hash_speed(results: Results, case: str) -> Target:
     return Target(goal, f"{speed:.2f}x", speed >= 0.8)
 
 
+def _large(results: Results, kind: str, title: str) -> list[Target]:
+    """A large result's hit: its time against pickle.load's, and its memory until touched."""
+    nbytes = results.plan.get("large_bytes")  # absent from the results of older runs
+    size = "large" if nbytes is None else size_text(nbytes)
+    name = f"hit, {size} {title}: {TASKSTASH.label}"
+    speed_goal = f"{name} <= 0.1x pickle.load (first call of a fresh process)"
+    memory_goal = f"{name}: peak RSS growth <= 10% of the result until it is touched"
+    mine, base = results.large_hit(kind, TASKSTASH.label), results.large_hit(kind, PICKLE_LABEL)
+    first = None if mine is None else median(mine.seconds)
+    base_first = None if base is None else median(base.seconds)
+    if first is None or base_first is None:
+        speed = Target(speed_goal, "not measured", None)
+    else:
+        ratio = first / base_first
+        speed = Target(
+            speed_goal, f"{ratio:.3g}x ({_us(first)} vs {_us(base_first)})", ratio <= 0.1
+        )
+    peak = None if mine is None else median(mine.peak_growth)
+    if mine is None or peak is None:
+        return [speed, Target(memory_goal, "not measured", None)]
+    share = peak / mine.nbytes
+    return [speed, Target(memory_goal, f"{share:.1%} ({size_text(peak)})", share <= 0.1)]
+
+
 def evaluate(results: Results) -> list[Target]:
-    """Every target, in the issue's order."""
+    """Every target, in the issues' order."""
     disk, default, diskcache = TASKSTASH_DISK, TASKSTASH, DISKCACHE.label
     targets = [
         _ratio(results, "hit-small", disk, diskcache, 1.0),
@@ -91,4 +117,6 @@ def evaluate(results: Results) -> list[Target]:
     ):
         goal = f"{case}: taskstash.hash_objects <= {_us(most)}"
         targets.append(_at_most(results, case, "taskstash.hash_objects", most, goal))
+    for kind, title in KINDS:
+        targets += _large(results, kind, title)
     return targets

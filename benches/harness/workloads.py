@@ -8,11 +8,16 @@ peer set up wrongly fails loudly instead of reporting fast nonsense.
 from __future__ import annotations
 
 import collections
+import functools
 import os
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 Array = npt.NDArray[np.float64]
 
@@ -56,6 +61,35 @@ def first_element(array: Array) -> float:
     """A small result of a large argument."""
     COMPUTED["first_element"] += 1
     return float(array[0])
+
+
+def large_array(nbytes: int) -> Array:
+    """A large result: a float64 array of `nbytes` bytes (random data)."""
+    COMPUTED["large_array"] += 1
+    return _made_array(nbytes)
+
+
+def large_frame(nbytes: int) -> pd.DataFrame:
+    """A large result: a DataFrame of `nbytes` bytes, three float64 columns and one int64."""
+    COMPUTED["large_frame"] += 1
+    return _made_frame(nbytes)
+
+
+# Made once per process and size: every contender storing a large result in one process (a miss
+# each) gets the same object instead of waiting for a new gigabyte of random numbers.
+@functools.cache
+def _made_array(nbytes: int) -> Array:
+    return np.random.default_rng(5).random(nbytes // 8)
+
+
+@functools.cache
+def _made_frame(nbytes: int) -> pd.DataFrame:
+    import pandas as pd
+
+    rows = nbytes // 32
+    rng = np.random.default_rng(6)
+    columns = {name: rng.random(rows) for name in ("x", "y", "z")}
+    return pd.DataFrame({**columns, "n": np.arange(rows, dtype=np.int64)})
 
 
 def slow_square(x: int, seconds: float) -> int:
