@@ -433,7 +433,9 @@ class Task(Generic[P, R]):
             task, subject = self.bound
             return task(subject, *args, return_state=return_state, **kwargs)
         if self.is_async:
-            running = task_runs.run_async(self, args, kwargs, return_state=return_state)
+            from taskstash import async_runs  # here: it imports asyncio, which sync code need not
+
+            running = async_runs.run(self, args, kwargs, return_state=return_state)
             flow_run = current_flow_run()
             if flow_run is not None and not flow_run.is_async:
                 # A sync flow's body cannot await: the call runs to completion here.
