@@ -12,6 +12,8 @@ import asyncio
 import contextlib
 import logging
 import queue
+import subprocess
+import sys
 import threading
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -31,6 +33,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 Isolation = Literal["READ_COMMITTED", "SERIALIZABLE"]
 
+ROOT = Path(__file__).resolve().parent.parent
 MIB = 1 << 20
 GUARD = 10.0
 """How long storage work waits for the ticker before going on without it: reached only when
@@ -407,3 +410,18 @@ def test_an_index_server_that_cannot_be_reached_means_uncached_async_calls(
     assert ran == [1, 1, 2, 3]  # uncached while the server is down, cached again after
     warnings = [r for r in caplog.records if "cannot be reached" in r.getMessage()]
     assert len(warnings) == 1
+
+
+def test_the_stall_benchmark_runs() -> None:
+    command = ["-m", "benches.async_storage", "--calls", "3", "--mib", "0.25", "--repeat", "1"]
+    done = subprocess.run(
+        [sys.executable, *command],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    runs = [line.split()[:2] for line in done.stdout.splitlines() if line.startswith("o")]
+    assert runs == [["off", "cold"], ["off", "warm"], ["on", "cold"], ["on", "warm"]]
