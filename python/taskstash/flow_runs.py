@@ -88,7 +88,9 @@ async def run_async(
         return Cached(call)
     lock: _Lock | None = None
     if call.lock is not None:
-        lock, value = await task_runs.take_lock_async(call)
+        from taskstash import async_runs  # it imports asyncio: with the first async flow
+
+        lock, value = await async_runs.take_lock(call)
         if value is not MISSING:
             return Cached(value)
         if lock is None:

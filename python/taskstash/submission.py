@@ -156,9 +156,9 @@ def run_submitted(
     if task.is_async:
         import asyncio
 
-        from taskstash import task_runs
+        from taskstash import async_runs
 
-        coroutine = task_runs.run_async(task, tuple(args), kwargs, return_state=True)
+        coroutine = async_runs.run(task, tuple(args), kwargs, return_state=True)
         ran: State[Any] = asyncio.run(coroutine)
         return ran
     called: State[Any] = task(*args, return_state=True, **kwargs)

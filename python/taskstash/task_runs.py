@@ -50,6 +50,7 @@ from taskstash.store import (
     resolve_serializer,
 )
 from taskstash.store.adoption import StorageUnreachableError
+from taskstash.store.base import WouldBlock
 from taskstash.store.memory import MISSING
 from taskstash.store.reads import Fetched
 from taskstash.task_reports import (
@@ -72,11 +73,9 @@ __all__ = [
     "open_transaction",
     "release_lock",
     "run",
-    "run_async",
     "start",
     "store_result",
     "take_lock",
-    "take_lock_async",
     "why_uncached",
 ]
 
@@ -86,6 +85,9 @@ _INFO, _DEBUG = logging.INFO, logging.DEBUG
 
 # What a broken or unreachable index raises; none of them may fail the user's call.
 _INDEX_ERRORS = (IndexUnusableError, CacheCorruptedError, sqlite3.Error, OSError)
+
+DEFERRED: Final = object()
+"""What a lookup with a `read_limit` returns instead of reading past it."""
 
 
 @dataclass(slots=True)
@@ -102,6 +104,8 @@ class _Call:
     refresh: bool = False
     lock: LockManager | None = None
     """The lock manager of a SERIALIZABLE call: take the key's lock before running."""
+    pending: bool = False
+    """Not looked up yet: its lookup would have read past the `read_limit` given to `start`."""
 
 
 @dataclass(slots=True)
@@ -142,48 +146,6 @@ def run(task: Task[Any, Any], call: _Call, return_state: bool) -> Any:
     return _completed(call, txn, value, time.perf_counter() - started, return_state)
 
 
-async def run_async(
-    task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any], *, return_state: bool
-) -> Any:
-    """Carries out one call of an `async def` task."""
-    try:
-        return await _run_async(task, args, kwargs, return_state)
-    except Exception as exc:
-        # The awaiting caller's traceback goes from its await straight into the task's body.
-        exc.with_traceback(without_our_frames(exc.__traceback__))
-        raise
-
-
-async def _run_async(
-    task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any], return_state: bool
-) -> Any:
-    hit, call = start(task, args, kwargs)
-    if hit:
-        return Cached(call) if return_state else call
-    lock: _Lock | None = None
-    if call.lock is not None:
-        lock, value = await take_lock_async(call)
-        if value is not MISSING:
-            return Cached(value) if return_state else value
-        if lock is None:
-            call.lock = None
-    txn = open_transaction(call, lock)
-    started = time.perf_counter()
-    try:
-        if lock is None:
-            value = await task.fn(*call.args, **call.kwargs)
-        else:
-            with holding_lock(lock[1], call.task_run.name):
-                value = await task.fn(*call.args, **call.kwargs)
-    except Exception as exc:
-        txn.__exit__(type(exc), exc, exc.__traceback__)
-        return _failed(call, exc, return_state)
-    except BaseException as exc:
-        txn.__exit__(type(exc), exc, exc.__traceback__)
-        raise
-    return _completed(call, txn, value, time.perf_counter() - started, return_state)
-
-
 _LEVELS: Final = {level.value: level for level in IsolationLevel}
 
 _Lock = tuple[LockManager, str, str]
@@ -207,21 +169,6 @@ def take_lock(call: _Call) -> tuple[_Lock | None, object]:
         return None, MISSING  # an earlier call of this transaction staged the key
     try:
         call.lock.acquire_lock(key, holder)
-    except _INDEX_ERRORS as exc:
-        warn_index_unusable(call.task, exc)
-        return None, MISSING
-    return _after_locking(call, key, holder)
-
-
-async def take_lock_async(call: _Call) -> tuple[_Lock | None, object]:
-    """`take_lock` for an async task: waits for the lock without blocking the event loop."""
-    assert call.lock is not None
-    key, holder = _lock_of(call)
-    outer = get_transaction()
-    if outer is not None and outer.locks(key):
-        return None, MISSING
-    try:
-        await call.lock.aacquire_lock(key, holder)
     except _INDEX_ERRORS as exc:
         warn_index_unusable(call.task, exc)
         return None, MISSING
@@ -291,24 +238,34 @@ def _lock_of(call: _Call) -> tuple[str, str]:
     return key, f"task-run:{call.task_run.id}"
 
 
-def _look_again(call: _Call) -> object:
-    """The stored value for a call that missed before it got its lock, or MISSING."""
+def _look_again(call: _Call, read_limit: int | None = None) -> object:
+    """The stored value for a keyed call (again, or first if pending), MISSING, or DEFERRED."""
     destination = call.record
     if destination is None or call.refresh:
         return MISSING
     task, store, storage = call.task, destination.store, destination.storage
     serializer, key, location = destination.serializer, destination.key, destination.location
-    value = _find(task, store, storage, serializer, key, call.task_run, call.flow_run)
+    task_run, flow_run = call.task_run, call.flow_run
+    value = _find(task, store, storage, serializer, key, task_run, flow_run, read_limit)
     if value is not MISSING:
         return value
-    return _adopt(task, store, storage, serializer, key, location, call.task_run, call.flow_run)
+    return _adopt(task, store, storage, serializer, key, location, task_run, flow_run, read_limit)
 
 
-def start(task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[bool, Any]:
+def start(
+    task: Task[Any, Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    read_limit: int | None = None,
+) -> tuple[bool, Any]:
     """Binds the call and answers it from the cache if possible.
 
     Returns `(True, value)` for a hit, `(False, call)` for a call to run. This is the hot path:
     it creates no object a hit does not need.
+
+    With a `read_limit` (an async call's, on its event loop), a lookup that would read more
+    (see `Store.fetch`) is not made: the call comes back `pending`, to be looked up with
+    `_look_again` elsewhere and, if that misses, readied with `_missed`.
     """
     flow_run = current_flow_run()
     parameters = task.bind(args, kwargs)
@@ -346,31 +303,44 @@ def start(task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -
             plan = task.hit_plan
             if plan is None or plan.made_under is not current:
                 task.hit_plan = plan_hits(task, current, store, serializer, components)
+        value = MISSING
         if not refresh:
-            value = _find(task, store, storage, serializer, key, task_run, flow_run)
-            if value is not MISSING:
+            value = _find(task, store, storage, serializer, key, task_run, flow_run, read_limit)
+            if value is not MISSING and value is not DEFERRED:
                 return True, value
     except _INDEX_ERRORS as exc:  # a damaged or unreachable index must not fail the call
         warn_index_unusable(task, exc)
         return False, _Call(task, args, kwargs, parameters, flow_run, task_run, None)
     call = _Call(task, args, kwargs, parameters, flow_run, task_run, None, refresh)
     location = render_location(task, key, components)
-    if not refresh:
-        value = _adopt(task, store, storage, serializer, key, location, task_run, flow_run)
-        if value is not MISSING:
+    call.record = _Destination(key, dict(components), store, storage, location, serializer)
+    if value is MISSING and not refresh:
+        value = _adopt(
+            task, store, storage, serializer, key, location, task_run, flow_run, read_limit
+        )
+        if value is not MISSING and value is not DEFERRED:
             return True, value
+    if value is DEFERRED:
+        call.pending = True
+        return False, call
+    return False, _missed(call)
+
+
+def _missed(call: _Call) -> _Call:
+    """Readies a keyed call that missed to run: its record's pieces, its lock manager."""
+    task, destination = call.task, call.record
+    assert destination is not None
     # Each record keeps the keys of its components' pieces (each argument, each piece of the
     # task's code): a miss then names what changed (`explain`). Only on a miss.
-    stored = {**dict(components), **component_pieces(task.cache_policy, task, parameters)}
-    call.record = _Destination(key, stored, store, storage, location, serializer)
+    destination.components.update(component_pieces(task.cache_policy, task, call.parameters))
     isolation: str | None = task.cache_policy.isolation_level
     if isolation is None:
         # As in Prefect, a task whose policy names no level takes its transaction's.
         outer = get_transaction()
         isolation = outer.isolation_level if outer is not None else None
     if isolation == "SERIALIZABLE":
-        call.lock = lock_manager(task, store)
-    return False, call
+        call.lock = lock_manager(task, destination.store)
+    return call
 
 
 def why_uncached(
@@ -409,14 +379,19 @@ def _find(
     key: str,
     task_run: TaskRun,
     flow_run: FlowRun | None,
+    read_limit: int | None = None,
 ) -> object:
-    """The cached value of `key` (memory layer, then index and file), or MISSING."""
+    """The cached value of `key` (memory layer, then index and file), MISSING or DEFERRED."""
     now = time.time()
     try:
-        fetched = store.fetch(key, now, storage, remember=task.cache_result_in_memory)
+        fetched = store.fetch(
+            key, now, storage, remember=task.cache_result_in_memory, read_limit=read_limit
+        )
     except StorageUnreachableError as exc:
         warn_storage_unreachable(task, exc.url, exc)
         return MISSING
+    except WouldBlock:
+        return DEFERRED
     if fetched is None:
         return MISSING
     return _hit(task, store, serializer, key, now, fetched, task_run, flow_run)
@@ -431,11 +406,21 @@ def _adopt(
     location: str,
     task_run: TaskRun,
     flow_run: FlowRun | None,
+    read_limit: int | None = None,
 ) -> object:
-    """The value of `key`'s record found in the storage though not in the index, or MISSING."""
+    """The value of `key`'s record in the storage though not the index; MISSING or DEFERRED."""
     now = time.time()
     try:
-        fetched = store.adopt(key, now, storage, location, remember=task.cache_result_in_memory)
+        fetched = store.adopt(
+            key,
+            now,
+            storage,
+            location,
+            remember=task.cache_result_in_memory,
+            read_limit=read_limit,
+        )
+    except WouldBlock:
+        return DEFERRED
     except StorageUnreachableError as exc:
         warn_storage_unreachable(task, exc.url, exc)
         return MISSING

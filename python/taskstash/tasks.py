@@ -476,10 +476,10 @@ class Task(Generic[P, R]):
 
 
 def _load_task_runs() -> None:
-    global _start, _run, _run_async
+    global _start, _run
     from taskstash import task_runs
 
-    _start, _run, _run_async = task_runs.start, task_runs.run, task_runs.run_async
+    _start, _run = task_runs.start, task_runs.run
 
 
 def _first_start(task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -495,7 +495,10 @@ def _first_run(task: Task[Any, Any], call: _Call, return_state: bool) -> Any:
 def _first_run_async(
     task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any], *, return_state: bool
 ) -> Coroutine[Any, Any, Any]:
-    _load_task_runs()
+    global _run_async
+    from taskstash import async_runs  # with the first async call: it imports asyncio
+
+    _run_async = async_runs.run
     return _run_async(task, args, kwargs, return_state=return_state)
 
 

@@ -151,6 +151,7 @@ class Transaction:
         "_locked_keys",
         "_parent",
         "_record",
+        "_settled",
         "_staged_value",
         "_stored_values",
         "_token",
@@ -198,6 +199,7 @@ class Transaction:
         self._lock: tuple[LockManager, str, str] | None = None
         self._fence: Fence | None = None
         self._locked_keys: builtins.set[str] = builtins.set()  # `set` is a method here
+        self._settled = False
         self.on_write_error: Callable[[Exception], None] | None = None
         """Reports a record that could not be written (else a warning names the key)."""
 
@@ -245,20 +247,42 @@ class Transaction:
     def _exit(self, *, failed: bool) -> None:
         if self._token is None:
             raise RuntimeError("a transaction was closed that was not open")
+        if not self._settled:
+            self._settle(failed=failed)
+        self._reset()
+
+    def _settle(self, *, failed: bool) -> None:
+        """Commits or rolls back as leaving the block does, but stays the current transaction.
+
+        An async task's call settles its transaction in a worker thread (where the context's
+        changes do not reach the caller), then leaves the block on the event loop.
+        """
+        self._settled = True
         if failed:
             self.rollback()
-            self._reset()
             return
         if self.commit_mode is CommitMode.EAGER:
             self.commit()
         if self._parent is not None:
-            self._reset()  # the parent commits or rolls back what this one staged
-            return
+            return  # the parent commits or rolls back what this one staged
         if self.commit_mode is CommitMode.OFF:
             self.rollback()  # nobody committed it; does nothing if it was committed
         elif self.commit_mode is CommitMode.LAZY:
             self.commit()
-        self._reset()
+
+    def _written_on_exit(self) -> list[tuple[Store, Staged]]:
+        """The records staged (`stage_record`) that leaving the block without an error writes."""
+        if self.commit_mode is not CommitMode.EAGER and (
+            self._parent is not None or self.commit_mode is not CommitMode.LAZY
+        ):
+            return []
+        return self._staged_records()
+
+    def _staged_records(self) -> list[tuple[Store, Staged]]:
+        found = [] if self._record is None else [self._record]
+        for child in self.children:
+            found += child._staged_records()
+        return found
 
     def _reset(self) -> None:
         parent = self._parent

@@ -24,8 +24,8 @@ from collections import OrderedDict
 from typing import Final
 
 from taskstash.exceptions import CorruptResultError
-from taskstash.store.base import ResultStorage, StorageUnreachableError
-from taskstash.store.database import Connection
+from taskstash.store.base import ResultStorage, StorageUnreachableError, WouldBlock
+from taskstash.store.database import Connection, is_url
 from taskstash.store.index import Index, Record
 from taskstash.store.memory import MemoryLayer
 from taskstash.store.reads import Payload
@@ -99,7 +99,14 @@ class Adoption:
     _warned: set[tuple[str, str]]
 
     def adopt(
-        self, key: str, now: float, storage: ResultStorage, location: str, *, remember: bool
+        self,
+        key: str,
+        now: float,
+        storage: ResultStorage,
+        location: str,
+        *,
+        remember: bool,
+        read_limit: int | None = None,
     ) -> tuple[memoryview, str, float | None] | None:
         """The payload of `key`'s record found in `storage` at `location`, adopted into the index.
 
@@ -115,6 +122,8 @@ class Adoption:
             location: Where the key's record would be (its default location, or the task's
                 rendered `result_storage_key`).
             remember: Keep the payload in the memory layer too.
+            read_limit: Read only a local index and a local file of at most this many bytes
+                (a missing file is read at no cost); None for no limit.
 
         Returns:
             `(payload, serializer name, expiry)`, or None if there is no usable record there.
@@ -126,10 +135,18 @@ class Adoption:
                 or slower than its timeouts).
             CorruptIndexError: The index file is damaged.
             sqlite3.Error, psycopg.Error: The index could not be written.
+            WouldBlock: The lookup needs more than `read_limit` allows; nothing was read but,
+                with a local index, the key's row.
         """
         where = (storage.url, location)
-        if where in self.absent or self._has_live_row(key, now):
+        if where in self.absent:
+            return None
+        if read_limit is not None and is_url(self.index.url):
+            raise WouldBlock(key)
+        if self._has_live_row(key, now):
             return None  # a live row's file was just found unusable: no second look
+        if read_limit is not None and _larger(storage, location, read_limit):
+            raise WouldBlock(key)
         try:
             data = storage.read(location)
         except StorageUnreachableError:
@@ -198,3 +215,13 @@ class Adoption:
             location,
             problem,
         )
+
+
+def _larger(storage: ResultStorage, location: str, limit: int) -> bool:
+    """Whether reading `location` may take more than `limit` bytes (any remote read may)."""
+    if not isinstance(storage, LocalStorage):
+        return True
+    try:
+        return os.stat(storage.path(location)).st_size > limit
+    except (OSError, ValueError):
+        return False  # the read that follows finds nothing, or explains why

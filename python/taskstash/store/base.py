@@ -23,6 +23,7 @@ __all__ = [
     "ResultStorage",
     "StagedFile",
     "StorageUnreachableError",
+    "WouldBlock",
     "as_views",
     "check_location",
     "default_location",
@@ -149,6 +150,15 @@ class StorageUnreachableError(OSError):
     def __init__(self, url: str, problem: str) -> None:
         super().__init__(problem)
         self.url = url
+
+
+class WouldBlock(Exception):
+    """A lookup asked to stay short (`read_limit`) stopped before a long read.
+
+    Raised before reading a result file larger than the limit, or any file of a remote storage,
+    or asking a remote index: for a caller on an event loop, which looks again in a worker
+    thread.
+    """
 
 
 class ResultStorage(ABC):

@@ -14,13 +14,14 @@ import logging
 from typing import BinaryIO, Final, TypeAlias
 
 from taskstash.exceptions import CorruptResultError
-from taskstash.store.base import StorageUnreachableError
+from taskstash.store.base import StorageUnreachableError, WouldBlock
+from taskstash.store.database import is_url
 from taskstash.store.formats import MAPPABLE
 from taskstash.store.index import Index, Record
 from taskstash.store.mapped import VerifiedFiles, map_verified
 from taskstash.store.memory import MISSING, MemoryLayer
 from taskstash.store.results import payload_if_checksum, signed_for_key, split_result
-from taskstash.store.storages import ResultStorage, locate
+from taskstash.store.storages import LocalStorage, ResultStorage, locate
 from taskstash.store.streams import UNSIGNED, Refused, open_verified
 
 __all__ = ["LARGE_RESULT_BYTES", "SELECT_WHERE", "Fetched", "Payload", "ResultReads", "describe"]
@@ -64,7 +65,13 @@ class ResultReads:
     _warned: set[tuple[str, str]]
 
     def fetch(
-        self, key: str, now: float, storage: ResultStorage, *, remember: bool = False
+        self,
+        key: str,
+        now: float,
+        storage: ResultStorage,
+        *,
+        remember: bool = False,
+        read_limit: int | None = None,
     ) -> Fetched | None:
         """The hit path: the live record's payload, serializer name and expiry time, or None.
 
@@ -84,17 +91,21 @@ class ResultReads:
             now: The current time, Unix seconds.
             storage: The task's storage.
             remember: Use and fill the memory layer.
+            read_limit: Past the memory layer, read only a local index and a local file of at
+                most this many bytes; None for no limit.
 
         Raises:
             CorruptIndexError: The index file is damaged.
             StorageUnreachableError: The storage could not be reached (a miss, but one the
                 caller should report: nothing in the storage is usable until it answers).
+            WouldBlock: The lookup needs more than `read_limit` allows; nothing was read but,
+                with a local index, the record's row.
         """
         if remember:
             kept = self.memory.get(key, now)
             if kept is not MISSING:
                 return kept  # type: ignore[return-value]
-        fetched = self._fetch(key, now, storage)
+        fetched = self._fetch(key, now, storage, read_limit)
         if (
             remember
             and fetched is not None
@@ -104,11 +115,19 @@ class ResultReads:
             self.memory.put(key, fetched, fetched[2], fetched[0].nbytes)
         return fetched
 
-    def _fetch(self, key: str, now: float, storage: ResultStorage) -> Fetched | None:
+    def _fetch(
+        self, key: str, now: float, storage: ResultStorage, read_limit: int | None
+    ) -> Fetched | None:
+        if read_limit is not None and is_url(self.index.url):
+            raise WouldBlock(key)
         hit = self.index.get_hit(key, now)
         if hit is None:
             return None
         url, location, checksum, serializer, expires_at, size, recorded = hit
+        if read_limit is not None and (
+            size > read_limit or url != storage.url or not isinstance(storage, LocalStorage)
+        ):
+            raise WouldBlock(key)
         if url == storage.url and size > self.large_result_bytes and serializer in MAPPABLE:
             try:
                 mapped = map_verified(
