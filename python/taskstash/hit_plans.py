@@ -15,7 +15,8 @@ answers differently from `task_runs.start`, only sooner.
 from __future__ import annotations
 
 import logging
-import time
+import pickle
+from time import time as _now
 from typing import TYPE_CHECKING, Any, cast
 
 from taskstash import settings
@@ -25,7 +26,9 @@ from taskstash.context import TaskRun, current_flow_run
 from taskstash.hashing import HashingError
 from taskstash.hashing._dispatch import reduce
 from taskstash.log import logger
+from taskstash.settings import current as current_settings
 from taskstash.store.memory import MISSING
+from taskstash.store.serializers import PickleSerializer
 from taskstash.task_reports import log_hit
 
 if TYPE_CHECKING:
@@ -77,7 +80,10 @@ class HitPlan:
         self._exclude = exclude
         self._memory_get = store.memory.get
         self._note_hit = store.note_hit
-        self._loads = serializer.loads
+        # Pickle's own loads for a pickling serializer: a failure is MISSING here either way,
+        # and the general path then says what failed.
+        pickled = getattr(type(serializer), "loads", None) is PickleSerializer.loads
+        self._loads = pickle.loads if pickled else serializer.loads
         self._serializer_name = serializer.name
 
     def hit(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> object:
@@ -85,7 +91,7 @@ class HitPlan:
         task = self._task
         if (
             current_flow_run() is not None
-            or settings.current() is not self.made_under
+            or current_settings() is not self.made_under
             or task.cache_policy is not self._policy
             or task.refresh_cache
         ):
@@ -103,7 +109,7 @@ class HitPlan:
                 key = self._key(tuple(parameters), tuple(parameters.values()), reduce)
         except (HashingError, TypeError):
             return MISSING  # the general path warns or raises as it should
-        now = time.time()
+        now = _now()
         kept = self._memory_get(key, now)
         if kept is MISSING:
             return MISSING
