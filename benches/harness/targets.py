@@ -95,18 +95,20 @@ def evaluate(results: Results) -> list[Target]:
     disk, default, diskcache = TASKSTASH_DISK, TASKSTASH, DISKCACHE.label
     targets = [
         _ratio(results, "hit-small", disk, diskcache, 1.0),
-        _at_most(results, "hit-small", default.label, 3e-6, f"hit-small: {default.label} <= 3 µs"),
+        _at_most(
+            results, "hit-small", default.label, 1.5e-6, f"hit-small: {default.label} <= 1.5 µs"
+        ),
     ]
     targets += [
         _ratio(results, "hit-array-argument", disk, peer.label, 0.1) for peer in PERSISTENT_PEERS
     ]
     targets += [
-        _ratio(results, "hit-array-result", disk, diskcache, 1.0),
+        _ratio(results, "hit-array-result", disk, diskcache, 0.5),
         _ratio(results, "miss-small", disk, diskcache, 1.0),
         _ratio(results, "miss-array-result", disk, diskcache, 0.75),
         _stampede(results, "threads"),
         _stampede(results, "processes"),
-        _at_most(results, "import", "taskstash", 0.080, "import taskstash <= 80 ms (process)"),
+        _at_most(results, "import", "taskstash", 0.050, "import taskstash <= 50 ms (process)"),
         _hash_speed(results, "hash-bytes"),
         _hash_speed(results, "hash-array"),
     ]
