@@ -32,7 +32,7 @@ from taskstash.store import (
     open_store,
 )
 from taskstash.store.database import Connection
-from taskstash.store.index import COLUMNS, MIGRATIONS
+from taskstash.store.index import COLUMNS, MIGRATIONS, read_file_record
 from taskstash.store.store import HIT_FLUSH_SECONDS
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "schema.md"
@@ -169,6 +169,17 @@ def test_reopening_keeps_records(tmp_path: Path, storage: LocalStorage) -> None:
         assert second.lookup(key_of(1), NOW) is not None
     finally:
         second.close()
+
+
+def test_a_saved_row_describes_its_file_as_reading_the_file_would(
+    store: Store, storage: LocalStorage
+) -> None:
+    # A save records the file it put in place without reading it back (it knows the inode):
+    # the row must be exactly what `reindex` would make of the file.
+    save(store, storage, key_of(1), b"some payload", expires_at=NOW + 60)
+    row = store.index.get(key_of(1), NOW)
+    assert row is not None
+    assert row == read_file_record(storage, default_location(key_of(1)))
 
 
 def test_reopening_does_not_rerun_migrations(tmp_path: Path) -> None:

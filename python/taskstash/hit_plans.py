@@ -53,7 +53,6 @@ class HitPlan:
         "_note_hit",
         "_policy",
         "_serializer_name",
-        "_task",
         "made_under",
     )
 
@@ -67,7 +66,8 @@ class HitPlan:
         inputs_at: int,
         exclude: frozenset[str],
     ) -> None:
-        self._task = task
+        # No reference to the task: the task holds its plan, and a cycle would leave the task's
+        # store (and its database connections) to the cyclic collector, in no set order.
         self._policy = task.cache_policy
         self.made_under = current
         """The settings object the plan was made under: it answers only while they are current."""
@@ -86,9 +86,11 @@ class HitPlan:
         self._loads = pickle.loads if pickled else serializer.loads
         self._serializer_name = serializer.name
 
-    def hit(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> object:
-        """The call's value from the memory layer, or MISSING: then the general path decides."""
-        task = self._task
+    def hit(self, task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> object:
+        """The call's value from the memory layer, or MISSING: then the general path decides.
+
+        `task` is the task the plan was made for.
+        """
         if (
             current_flow_run() is not None
             or current_settings() is not self.made_under

@@ -441,7 +441,7 @@ class Task(Generic[P, R]):
         """
         plan = self.hit_plan
         if plan is not None:  # a plain call answered from memory (`taskstash.hit_plans`)
-            value = plan.hit(args, kwargs)
+            value = plan.hit(self, args, kwargs)
             if value is not MISSING:
                 return Cached(value) if return_state else value
         if self.bound is not None:

@@ -268,6 +268,14 @@ class StagedFile(ABC):
     def discard(self) -> None:
         """Throws the written file away; nothing is left behind. Errors are not raised."""
 
+    def in_place(self) -> bool | None:
+        """After `publish`: whether the file at the location is still this one (None: unknown).
+
+        A storage that can tell (a local file's device and inode) spares the caller reading the
+        file back to learn what is there.
+        """
+        return None
+
 
 class _SpooledFile(StagedFile):
     def __init__(self, storage: ResultStorage, location: str) -> None:

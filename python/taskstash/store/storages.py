@@ -239,12 +239,15 @@ class _TempFile(StagedFile):
         *self._parts, self._base = location.split("/")
         self._temp = temp_name(self._base)
         self._written = False
+        self._identity: tuple[int, int] | None = None
 
     @contextlib.contextmanager
     def open(self) -> Iterator[BinaryIO]:
         directory = self._storage._open_dir(self._parts, create=True)
         try:
             fd = os.open(self._temp, _CREATE_FLAGS, _FILE_MODE, dir_fd=directory)
+            status = os.fstat(fd)
+            self._identity = (status.st_dev, status.st_ino)
             try:
                 with open(fd, "wb", buffering=0) as file:
                     yield file
@@ -265,6 +268,13 @@ class _TempFile(StagedFile):
         finally:
             os.close(directory)
         self._written = False
+
+    def in_place(self) -> bool | None:
+        try:
+            status = os.stat(self._storage._prefix + self.location, follow_symlinks=False)
+        except OSError:
+            return False  # gone (or its directory): not ours any more
+        return (status.st_dev, status.st_ino) == self._identity
 
     def discard(self) -> None:
         if not self._written:

@@ -438,8 +438,9 @@ def _record_placed(conn: Connection, staged: Staged, old: tuple[str, str] | None
     # Under the write lock, record the file that is at the location now. A concurrent eviction
     # may have removed ours, and a concurrent writer of the same key may have replaced it with
     # its own (as valid a result): the row must describe the file beside it, never a file that
-    # is gone or different.
-    present = _present(storage, record.location, record.key)
+    # is gone or different. A file known to be ours (a local file's device and inode) is
+    # described by its record; any other is read back.
+    present = record if staged.file.in_place() else _present(storage, record.location, record.key)
     if present is not None:
         Index.upsert(conn, present)
     elif old is not None and tuple(old) == where:
