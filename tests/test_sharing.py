@@ -17,6 +17,8 @@ from test_s3_storage import machine
 
 from taskstash import settings, task
 from taskstash.cache_policies import INPUTS
+from taskstash.store import LocalStorage, Store, default_location
+from taskstash.store.serializers import DEFAULT_SERIALIZER
 
 
 def run(home: Path, *argv: str, endpoint: str | None = None) -> str:
@@ -148,3 +150,31 @@ def test_a_record_another_machine_cannot_vouch_for_is_never_deserialized(
         "another signing key": "is not signed with this store's signing key",
     }[fault]
     assert [r.getMessage() for r in caplog.records if expected in r.getMessage()]
+
+
+def test_a_record_adopted_by_another_thread_meanwhile_is_a_hit(tmp_path: Path) -> None:
+    # Two calls of one key on a machine whose index lacks it: both miss the index, one adopts
+    # the record from the shared storage first; the other's adoption finds the row and hits.
+    storage = LocalStorage(tmp_path / "shared")
+    key = "0123456789abcdef0123456789abcdef"
+    first_machine = Store(tmp_path / "first.db")
+    first_machine.save_value(
+        key,
+        42,
+        DEFAULT_SERIALIZER,
+        storage,
+        default_location(key),
+        task_name="answer",
+        task_qualname="tests.answer",
+        created_at=1_700_000_000.0,
+    )
+    now = 1_700_000_001.0
+    one_thread, other_thread = Store(tmp_path / "second.db"), Store(tmp_path / "second.db")
+    assert one_thread.fetch(key, now, storage) is None
+    assert other_thread.fetch(key, now, storage) is None
+    assert other_thread.adopt(key, now, storage, default_location(key), remember=False)
+    adopted = one_thread.adopt(key, now, storage, default_location(key), remember=False)
+    assert adopted is not None
+    assert adopted[1] == "cloudpickle"
+    for store in (first_machine, one_thread, other_thread):
+        store.close()

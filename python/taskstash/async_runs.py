@@ -33,24 +33,14 @@ from taskstash.states import Cached, Completed
 from taskstash.store import LocalStorage, ResultStorage, Staged, Store
 from taskstash.store.database import is_url
 from taskstash.store.memory import MISSING
+from taskstash.task_calls import DEFERRED, INDEX_ERRORS, Call, Destination, Lock
+from taskstash.task_locks import held_or_found, lock_to_take, open_transaction, release_lock
+from taskstash.task_lookups import look_again
 from taskstash.task_reports import log_finished, warn_index_unusable
-from taskstash.task_runs import (
-    _INDEX_ERRORS,
-    DEFERRED,
-    _Call,
-    _Destination,
-    _failed,
-    _Lock,
-    _lock_of,
-    _look_again,
-    _missed,
-    _stage,
-    open_transaction,
-    release_lock,
-    start,
-)
+from taskstash.task_runs import failed, missed, start
+from taskstash.task_saves import stage
 from taskstash.tracebacks import without_our_frames
-from taskstash.transactions import Transaction, get_transaction
+from taskstash.transactions import Transaction
 
 if TYPE_CHECKING:
     from taskstash.tasks import Task
@@ -94,7 +84,7 @@ async def _run(
         value = await _look_up(call)
         if value is not MISSING:
             return Cached(value) if return_state else value
-    lock: _Lock | None = None
+    lock: Lock | None = None
     if call.lock is not None:
         lock, value = await take_lock(call)
         if value is not MISSING:
@@ -111,66 +101,63 @@ async def _run(
                 value = await task.fn(*call.args, **call.kwargs)
     except Exception as exc:
         txn.__exit__(type(exc), exc, exc.__traceback__)
-        return _failed(call, exc, return_state)
+        return failed(call, exc, return_state)
     except BaseException as exc:
         txn.__exit__(type(exc), exc, exc.__traceback__)
         raise
     return await _completed(call, txn, value, time.perf_counter() - started, return_state)
 
 
-async def _look_up(call: _Call) -> object:
+async def _look_up(call: Call) -> object:
     """The value of a pending call, looked up in a thread; MISSING readies the call to run."""
     call.pending = False
     try:
-        value = await _off_loop(partial(_look_again, call))
-    except _INDEX_ERRORS as exc:  # as in `start`: the call runs, uncached
+        value = await _off_loop(partial(look_again, call))
+    except INDEX_ERRORS as exc:  # as in `start`: the call runs, uncached
         warn_index_unusable(call.task, exc)
         call.record = None
         return MISSING
     if value is MISSING:
-        _missed(call)
+        missed(call)
     return value
 
 
-async def take_lock(call: _Call) -> tuple[_Lock | None, object]:
-    """`task_runs.take_lock` for an async task: waits for the lock without blocking the loop.
+async def take_lock(call: Call) -> tuple[Lock | None, object]:
+    """`task_locks.take_lock` for an async task: waits for the lock without blocking the loop.
 
     Raises:
         LockCycleError: A task run this call is made inside holds the key's lock.
     """
     assert call.lock is not None
-    key, holder = _lock_of(call)
-    outer = get_transaction()
-    if outer is not None and outer.locks(key):
-        return None, MISSING  # an earlier call of this transaction staged the key
+    taking = lock_to_take(call)
+    if taking is None:
+        return None, MISSING
+    key, holder = taking
     try:
         await call.lock.aacquire_lock(key, holder)
-    except _INDEX_ERRORS as exc:
+    except INDEX_ERRORS as exc:
         warn_index_unusable(call.task, exc)
         return None, MISSING
     try:
         # Whoever held the lock before may have stored the result meanwhile.
-        value = _look_again(call, INLINE_BYTES)
+        value = look_again(call, INLINE_BYTES)
         if value is DEFERRED:
-            value = await _off_loop(partial(_look_again, call))
+            value = await _off_loop(partial(look_again, call))
     except BaseException:
         release_lock(call, key, holder)
         raise
-    if value is not MISSING:
-        release_lock(call, key, holder)
-        return None, value
-    return (call.lock, key, holder), MISSING
+    return held_or_found(call, key, holder, value)
 
 
 async def _completed(
-    call: _Call, txn: Transaction, value: Any, compute_seconds: float, return_state: bool
+    call: Call, txn: Transaction, value: Any, compute_seconds: float, return_state: bool
 ) -> Any:
     """`task_runs._completed` for an async task: saves and commits off the loop unless short."""
     task = call.task
     destination = call.record
     if destination is not None:
         run_id = str(call.flow_run.id) if call.flow_run is not None else None
-        save = partial(_stage, call, destination, value, compute_seconds, run_id)
+        save = partial(stage, call, destination, value, compute_seconds, run_id)
         try:
             staged = save() if _known_small(value) else await _off_loop(save, _discard(destination))
         except BaseException as exc:  # cancelled: the transaction rolls back, its lock goes
@@ -206,7 +193,7 @@ def _local(store: Store, storage: ResultStorage) -> bool:
     return isinstance(storage, LocalStorage) and not is_url(store.url)
 
 
-def _discard(destination: _Destination) -> Callable[[Staged | None], None]:
+def _discard(destination: Destination) -> Callable[[Staged | None], None]:
     """What undoes a save of a cancelled call: its file set aside is removed."""
 
     def undo(staged: Staged | None) -> None:

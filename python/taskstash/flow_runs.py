@@ -20,13 +20,13 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from taskstash import task_runs
+from taskstash import task_locks, task_runs, task_saves
 from taskstash.context import holding_lock
 from taskstash.states import Cached, Completed, State
 from taskstash.store.memory import MISSING
 
 if TYPE_CHECKING:
-    from taskstash.task_runs import _Call, _Lock
+    from taskstash.task_calls import Call, Lock
     from taskstash.tasks import Task
 
 __all__ = ["run", "run_async"]
@@ -57,9 +57,9 @@ def run(
     hit, call = task_runs.start(task, args, kwargs)
     if hit:
         return Cached(call)
-    lock: _Lock | None = None
+    lock: Lock | None = None
     if call.lock is not None:
-        lock, value = task_runs.take_lock(call)
+        lock, value = task_locks.take_lock(call)
         if value is not MISSING:
             return Cached(value)
         if lock is None:
@@ -86,7 +86,7 @@ async def run_async(
     hit, call = task_runs.start(task, args, kwargs)
     if hit:
         return Cached(call)
-    lock: _Lock | None = None
+    lock: Lock | None = None
     if call.lock is not None:
         from taskstash import async_runs  # it imports asyncio: with the first async flow
 
@@ -107,7 +107,7 @@ async def run_async(
 
 
 @contextlib.contextmanager
-def _holding(lock: _Lock | None, call: _Call) -> Iterator[None]:
+def _holding(lock: Lock | None, call: Call) -> Iterator[None]:
     """Marks the lock as this call's for the calls made in the body.
 
     A nested call of the same key then raises `LockCycleError` instead of waiting for its own
@@ -120,12 +120,12 @@ def _holding(lock: _Lock | None, call: _Call) -> Iterator[None]:
         yield
 
 
-def _release(call: _Call, lock: _Lock | None) -> None:
+def _release(call: Call, lock: Lock | None) -> None:
     if lock is not None:
-        task_runs.release_lock(call, lock[1], lock[2])
+        task_locks.release_lock(call, lock[1], lock[2])
 
 
-def _store(call: _Call, lock: _Lock | None, value: Any, seconds: float, run_id: str) -> None:
+def _store(call: Call, lock: Lock | None, value: Any, seconds: float, run_id: str) -> None:
     """Stages the flow's record in a transaction of its own, which also holds its lock."""
-    txn = task_runs.open_transaction(call, lock)
-    task_runs.store_result(call, txn, value, seconds, run_id)
+    txn = task_locks.open_transaction(call, lock)
+    task_saves.store_result(call, txn, value, seconds, run_id)

@@ -42,7 +42,7 @@ from taskstash.tracebacks import without_our_frames
 if TYPE_CHECKING:
     from taskstash.futures import TaskFuture, TaskFutureList
     from taskstash.hit_plans import HitPlan
-    from taskstash.task_runs import _Call
+    from taskstash.task_calls import Call
     from taskstash.transactions import Hook
 
 __all__ = ["Task", "TaskstashWarning", "task", "task_input_hash"]
@@ -487,7 +487,7 @@ def _first_start(task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, 
     return _start(task, args, kwargs)
 
 
-def _first_run(task: Task[Any, Any], call: _Call, return_state: bool) -> Any:
+def _first_run(task: Task[Any, Any], call: Call, return_state: bool) -> Any:
     _load_task_runs()
     return _run(task, call, return_state)
 
@@ -504,7 +504,7 @@ def _first_run_async(
 
 _start: Callable[[Task[Any, Any], tuple[Any, ...], dict[str, Any]], tuple[bool, Any]]
 _start = _first_start
-_run: Callable[[Task[Any, Any], _Call, bool], Any] = _first_run
+_run: Callable[[Task[Any, Any], Call, bool], Any] = _first_run
 _run_async: Callable[..., Coroutine[Any, Any, Any]] = _first_run_async
 
 

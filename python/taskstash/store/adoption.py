@@ -21,7 +21,7 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from taskstash.exceptions import CorruptResultError
 from taskstash.store.base import ResultStorage, StorageUnreachableError, WouldBlock
@@ -98,6 +98,19 @@ class Adoption:
     absent: Absent
     _warned: set[tuple[str, str]]
 
+    if TYPE_CHECKING:  # `ResultReads.fetch`, which `Store` has
+
+        def fetch(
+            self,
+            key: str,
+            now: float,
+            storage: ResultStorage,
+            *,
+            remember: bool = False,
+            read_limit: int | None = None,
+        ) -> tuple[Payload, str, float | None] | None:
+            """The hit path (see `taskstash.store.reads.ResultReads.fetch`)."""
+
     def adopt(
         self,
         key: str,
@@ -107,7 +120,7 @@ class Adoption:
         *,
         remember: bool,
         read_limit: int | None = None,
-    ) -> tuple[memoryview, str, float | None] | None:
+    ) -> tuple[Payload, str, float | None] | None:
         """The payload of `key`'s record found in `storage` at `location`, adopted into the index.
 
         The object is read once and accepted only if it is a whole result file (format and
@@ -144,7 +157,10 @@ class Adoption:
         if read_limit is not None and is_url(self.index.url):
             raise WouldBlock(key)
         if self._has_live_row(key, now):
-            return None  # a live row's file was just found unusable: no second look
+            # A row came since the caller's lookup (another thread or process adopted or saved
+            # the key meanwhile), or its file is unusable: look it up as a hit would (an
+            # unusable file is read again, and was warned about once already).
+            return self.fetch(key, now, storage, remember=remember, read_limit=read_limit)
         if read_limit is not None and _larger(storage, location, read_limit):
             raise WouldBlock(key)
         try:
