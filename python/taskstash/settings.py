@@ -241,25 +241,8 @@ _NAMES = (
     "HOME",  # the default TASKSTASH_HOME is ~/.taskstash
 )
 
-
-class _PublicWatch:
-    """`EnvironWatch` for a Python whose os.environ has no dict behind it: compares values."""
-
-    def __init__(self) -> None:
-        self._seen: tuple[str | None, ...] = ()
-
-    def changed(self) -> bool:
-        now = tuple(map(os.environ.get, _NAMES))
-        changed, self._seen = now != self._seen, now
-        return changed
-
-
-_ENVIRON_DATA = getattr(os.environ, "_data", None)
-_changed = (
-    EnvironWatch(_ENVIRON_DATA, tuple(map(os.fsencode, _NAMES))).changed
-    if isinstance(_ENVIRON_DATA, dict)
-    else _PublicWatch().changed
-)
+# os.environ's dict (`_data` in CPython's and PyPy's os module), which every assignment updates.
+_changed = EnvironWatch(vars(os.environ)["_data"], tuple(map(os.fsencode, _NAMES))).changed
 _current: Settings | None = None
 _warned: set[str] = set()
 _applied_level: str | None = None
